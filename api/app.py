@@ -1,0 +1,49 @@
+"""Builds the ASGI application for one member: etcd's routes over a `CorralServer`."""
+
+from __future__ import annotations
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from .gateway import CORS_HEADERS, Gateway, UnaryHandler
+from .kv_routes import KVRoutes
+from .maintenance_routes import MaintenanceRoutes
+from .server import GRPC_OVERHEAD_BYTES, CorralServer
+
+_CORS = {name.decode(): value.decode() for name, value in CORS_HEADERS}
+
+# Bodies are JSON with base64 payloads, a third larger than the proto messages etcd limits, so the
+# raw body cap sits well above the gRPC limit; the exact limits are checked on the decoded request.
+BODY_SIZE_FACTOR = 3
+
+
+def create_app(server: CorralServer) -> Gateway:
+    routes: dict[str, UnaryHandler] = {**KVRoutes(server).routes(), **MaintenanceRoutes(server).routes()}
+
+    async def health(request: Request) -> Response:
+        return JSONResponse({"health": "true"}, headers=_CORS)
+
+    async def version(request: Request) -> Response:
+        return JSONResponse(server.version(), headers=_CORS)
+
+    async def other(request: Request) -> Response:
+        # etcd's gateway: OPTIONS is always 200; a known path with the wrong method is 405; else 404.
+        if request.method == "OPTIONS":
+            return Response(b"", headers=_CORS)
+        path = request.url.path.replace("/v3beta/", "/v3/", 1)
+        if path in routes:
+            return Response(b"Method Not Allowed\n", 405, headers=_CORS, media_type="text/plain")
+        return Response(b"Not Found\n", 404, headers=_CORS, media_type="text/plain")
+
+    every_method = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"]
+    fallback = Starlette(
+        routes=[
+            Route("/health", health, methods=["GET", "HEAD"]),
+            Route("/version", version, methods=["GET", "HEAD"]),
+            Route("/{path:path}", other, methods=every_method),
+        ]
+    )
+    max_body = BODY_SIZE_FACTOR * (server.config.max_request_bytes + GRPC_OVERHEAD_BYTES)
+    return Gateway(routes, fallback, max_body)

@@ -1,0 +1,136 @@
+"""`corral` / `corral serve`: start a member, with etcd's flag names.
+
+Scripts written for etcd start Corral by swapping the binary name: the flags are etcd's (one or two
+leading dashes, as Go's flag package allows), and each can also come from an `ETCD_<FLAG>` environment
+variable, as etcd reads them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import socket
+import sys
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import uvicorn
+import uvloop
+
+from corral import __version__
+
+from .app import create_app
+from .server import (
+    DEFAULT_MAX_REQUEST_BYTES,
+    DEFAULT_MAX_TXN_OPS,
+    DEFAULT_SNAPSHOT_COUNT,
+    CorralServer,
+    ServerConfig,
+)
+
+logger = logging.getLogger("corral")
+
+
+def _flag(parser: argparse.ArgumentParser, name: str, default: object, help: str, type: type = str) -> None:
+    env = os.environ.get("ETCD_" + name.upper().replace("-", "_"))
+    parser.add_argument(f"--{name}", f"-{name}", default=type(env) if env is not None else default,
+                        type=type, help=help)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="corral", description="Corral: a coordination service that speaks etcd v3's HTTP/JSON API."
+    )
+    parser.add_argument("--version", action="version", version=f"corral {__version__}")
+    _flag(parser, "name", "default", "human-readable name for this member")
+    _flag(parser, "data-dir", "", "path to the data directory (default: ${name}.etcd)")
+    _flag(parser, "listen-client-urls", "http://localhost:2379", "comma-separated URLs to serve clients on")
+    _flag(parser, "advertise-client-urls", "http://localhost:2379", "client URLs to advertise to the cluster")
+    _flag(parser, "listen-peer-urls", "http://localhost:2380", "comma-separated URLs to listen on for peers")
+    _flag(parser, "initial-advertise-peer-urls", "http://localhost:2380", "this member's peer URLs")
+    _flag(parser, "initial-cluster", "", "initial cluster configuration, name=peerURL,...")
+    _flag(parser, "initial-cluster-state", "new", "'new' or 'existing'")
+    _flag(parser, "initial-cluster-token", "etcd-cluster", "initial cluster token")
+    _flag(parser, "snapshot-count", DEFAULT_SNAPSHOT_COUNT, "applied entries between snapshots", int)
+    _flag(parser, "max-request-bytes", DEFAULT_MAX_REQUEST_BYTES, "largest request a client may send", int)
+    _flag(parser, "max-txn-ops", DEFAULT_MAX_TXN_OPS, "most operations in one txn", int)
+    _flag(parser, "log-level", "info", "debug, info, warn or error")
+    return parser
+
+
+def _urls(text: str) -> tuple[str, ...]:
+    return tuple(url.strip() for url in text.split(",") if url.strip())
+
+
+def _initial_cluster(text: str) -> dict[str, tuple[str, ...]]:
+    cluster: dict[str, list[str]] = {}
+    for item in _urls(text):
+        name, sep, url = item.partition("=")
+        if not sep or not name or not url:
+            raise SystemExit(f"corral: invalid --initial-cluster entry {item!r} (want name=url)")
+        cluster.setdefault(name, []).append(url)
+    return {name: tuple(urls) for name, urls in cluster.items()}
+
+
+def config_from_args(args: argparse.Namespace) -> ServerConfig:
+    if args.initial_cluster_state not in ("new", "existing"):
+        raise SystemExit(f"corral: --initial-cluster-state must be 'new' or 'existing', not {args.initial_cluster_state!r}")
+    return ServerConfig(
+        name=args.name,
+        data_dir=Path(args.data_dir or f"{args.name}.etcd"),
+        listen_client_urls=_urls(args.listen_client_urls),
+        advertise_client_urls=_urls(args.advertise_client_urls),
+        listen_peer_urls=_urls(args.listen_peer_urls),
+        initial_advertise_peer_urls=_urls(args.initial_advertise_peer_urls),
+        initial_cluster=_initial_cluster(args.initial_cluster),
+        initial_cluster_state=args.initial_cluster_state,
+        initial_cluster_token=args.initial_cluster_token,
+        snapshot_count=args.snapshot_count,
+        max_request_bytes=args.max_request_bytes,
+        max_txn_ops=args.max_txn_ops,
+    )
+
+
+def _bind(url: str) -> socket.socket:
+    parts = urlsplit(url)
+    if parts.scheme != "http" or parts.port is None:
+        raise SystemExit(f"corral: cannot listen on {url!r}: want http://host:port")
+    host = parts.hostname or "127.0.0.1"
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, parts.port))
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+async def serve(config: ServerConfig, log_level: str = "info") -> None:
+    sockets = [_bind(url) for url in config.listen_client_urls]
+    server = CorralServer(config)
+    await server.start()
+    logger.info("member %x (%s) serving clients on %s", server.member_id, config.name,
+                ", ".join(config.listen_client_urls))
+    uv_config = uvicorn.Config(
+        create_app(server), http="httptools", lifespan="off", access_log=False,
+        log_level=log_level.replace("warn", "warning"), timeout_graceful_shutdown=5,
+    )  # fmt: skip
+    try:
+        await uvicorn.Server(uv_config).serve(sockets=sockets)
+    finally:
+        await server.stop()
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["serve"]:
+        argv = argv[1:]
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level={"warn": "WARNING"}.get(args.log_level, args.log_level.upper()),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    config = config_from_args(args)
+    uvloop.run(serve(config, args.log_level))

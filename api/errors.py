@@ -1,0 +1,60 @@
+"""One mapping from errors to etcd's gateway error body and HTTP status."""
+
+from __future__ import annotations
+
+import orjson
+
+from corral.consensus.log import LogClosed, LogError
+from corral.store.errors import EtcdError, GrpcCode
+
+# grpc-gateway's code -> HTTP status table (upstream; FailedPrecondition is 400 there).
+HTTP_STATUS: dict[int, int] = {
+    GrpcCode.OK: 200,
+    GrpcCode.CANCELED: 408,
+    GrpcCode.UNKNOWN: 500,
+    GrpcCode.INVALID_ARGUMENT: 400,
+    GrpcCode.DEADLINE_EXCEEDED: 504,
+    GrpcCode.NOT_FOUND: 404,
+    GrpcCode.ALREADY_EXISTS: 409,
+    GrpcCode.PERMISSION_DENIED: 403,
+    GrpcCode.RESOURCE_EXHAUSTED: 429,
+    GrpcCode.FAILED_PRECONDITION: 400,
+    GrpcCode.ABORTED: 409,
+    GrpcCode.OUT_OF_RANGE: 400,
+    GrpcCode.UNIMPLEMENTED: 501,
+    GrpcCode.INTERNAL: 500,
+    GrpcCode.UNAVAILABLE: 503,
+    GrpcCode.DATA_LOSS: 500,
+    GrpcCode.UNAUTHENTICATED: 401,
+}
+
+
+class Unavailable(EtcdError):
+    code = GrpcCode.UNAVAILABLE
+    message = "etcdserver: request timed out"
+
+
+class MessageTooLarge(EtcdError):
+    """The body is over the gRPC receive limit (max-request-bytes + 512 KiB)."""
+
+    code = GrpcCode.RESOURCE_EXHAUSTED
+
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(f"grpc: received message larger than max ({size} vs. {limit})")
+
+
+def error_response(error: EtcdError) -> tuple[int, bytes]:
+    body = orjson.dumps({"error": error.message, "message": error.message, "code": int(error.code)})
+    return HTTP_STATUS.get(error.code, 500), body
+
+
+class ServerStopped(EtcdError):
+    code = GrpcCode.UNAVAILABLE
+    message = "etcdserver: server stopped"
+
+
+def from_log_error(error: LogError) -> EtcdError:
+    """A log that cannot take writes looks to clients like an etcd that cannot serve them."""
+    if isinstance(error, LogClosed):
+        return ServerStopped()
+    return Unavailable(f"etcdserver: {error}")

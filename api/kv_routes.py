@@ -1,0 +1,95 @@
+"""etcd's KV service: `/v3/kv/range`, `put`, `deleterange`, `txn`, `compaction`.
+
+Writes are validated, encoded as commands and proposed to the log; their response is built from the
+state machine's result once the command is durable and applied. Reads are served from the local
+store after the log's read barrier (skipped for `serializable` reads, as etcd does).
+"""
+
+from __future__ import annotations
+
+from typing import TypeVar
+
+from corral.store import commands, kv, validation
+from corral.store.errors import EtcdError, RequestTooLarge
+from corral.store.types import CompactionResponse, DeleteRangeResponse, PutResponse, TxnResponse
+
+from . import codec
+from .errors import MessageTooLarge
+from .gateway import UnaryHandler
+from .server import GRPC_OVERHEAD_BYTES, CorralServer
+
+R = TypeVar("R", PutResponse, DeleteRangeResponse, TxnResponse, CompactionResponse)
+
+
+class KVRoutes:
+    def __init__(self, server: CorralServer) -> None:
+        self._server = server
+        self._log = server.log
+        self._state = server.state
+        self._header = server.header
+        self._max_request_bytes = server.config.max_request_bytes
+        self._max_txn_ops = server.config.max_txn_ops
+
+    def routes(self) -> dict[str, UnaryHandler]:
+        return {
+            "/v3/kv/range": self.range,
+            "/v3/kv/put": self.put,
+            "/v3/kv/deleterange": self.delete_range,
+            "/v3/kv/txn": self.txn,
+            "/v3/kv/compaction": self.compaction,
+        }
+
+    async def range(self, body: bytes) -> bytes:
+        request = codec.decode_range(codec.load_body(body, "etcdserverpb.RangeRequest"))
+        self._check_received_size(len(body))
+        validation.check_range(request)
+        if not request.serializable:
+            await self._log.read_barrier()
+        response = kv.range_(self._state.store, request)
+        return codec.dumps(codec.range_body(response, self._header(response.revision)))
+
+    async def put(self, body: bytes) -> bytes:
+        request = codec.decode_put(codec.load_body(body, "etcdserverpb.PutRequest"))
+        validation.check_put(request)
+        response = await self._propose(commands.encode(request), PutResponse)
+        return codec.dumps(codec.put_body(response, self._header(response.revision)))
+
+    async def delete_range(self, body: bytes) -> bytes:
+        request = codec.decode_delete_range(codec.load_body(body, "etcdserverpb.DeleteRangeRequest"))
+        validation.check_delete_range(request)
+        response = await self._propose(commands.encode(request), DeleteRangeResponse)
+        return codec.dumps(codec.delete_range_body(response, self._header(response.revision)))
+
+    async def txn(self, body: bytes) -> bytes:
+        request = codec.decode_txn(codec.load_body(body, "etcdserverpb.TxnRequest"))
+        validation.check_txn(request, self._max_txn_ops)
+        if kv.is_read_only(request):
+            self._check_received_size(len(body))
+            if not all(getattr(op, "serializable", False) for op in (*request.success, *request.failure)):
+                await self._log.read_barrier()
+            response = kv.txn(self._state.store, request, self._state.lease_exists)
+        else:
+            response = await self._propose(commands.encode(request), TxnResponse)
+        return codec.dumps(codec.txn_body(response, self._header(response.revision)))
+
+    async def compaction(self, body: bytes) -> bytes:
+        request = codec.decode_compaction(codec.load_body(body, "etcdserverpb.CompactionRequest"))
+        response = await self._propose(commands.encode(request), CompactionResponse)
+        return codec.dumps({"header": self._header(response.revision)})
+
+    async def _propose(self, command: bytes, expected: type[R]) -> R:
+        self._check_received_size(len(command))
+        if len(command) > self._max_request_bytes:
+            raise RequestTooLarge()
+        result = await self._log.propose(command)
+        if isinstance(result, EtcdError):
+            raise result
+        if not isinstance(result, expected):
+            raise TypeError(f"expected {expected.__name__} from apply, got {result!r}")
+        return result
+
+    def _check_received_size(self, size: int) -> None:
+        """etcd's gRPC server refuses messages over max-request-bytes + 512 KiB before anything else."""
+        limit = self._max_request_bytes + GRPC_OVERHEAD_BYTES
+        if size > limit:
+            raise MessageTooLarge(size, limit)

@@ -1,0 +1,32 @@
+"""etcd's maintenance service: `/v3/maintenance/status`."""
+
+from __future__ import annotations
+
+from . import codec
+from .gateway import UnaryHandler
+from .server import ETCD_API_VERSION, CorralServer
+
+
+class MaintenanceRoutes:
+    def __init__(self, server: CorralServer) -> None:
+        self._server = server
+
+    def routes(self) -> dict[str, UnaryHandler]:
+        return {"/v3/maintenance/status": self.status}
+
+    async def status(self, body: bytes) -> bytes:
+        codec.load_body(body, "etcdserverpb.StatusRequest")
+        server = self._server
+        status = server.log.status()
+        fields = {
+            "version": ETCD_API_VERSION,
+            "dbSize": str(status.storage_bytes),
+            "leader": str(status.leader_id),
+            "raftIndex": str(status.last_index),
+            "raftTerm": str(status.term),
+            "raftAppliedIndex": str(status.applied_index),
+            "dbSizeInUse": str(status.storage_bytes),
+        }
+        out = {"header": server.header(server.state.store.revision)}
+        out.update((name, value) for name, value in fields.items() if value != "0")
+        return codec.dumps(out)

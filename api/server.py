@@ -1,0 +1,79 @@
+"""The composition root of one member: state machine, log and identity, wired together."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from corral import __version__
+from corral.consensus.single_node import DEFAULT_SNAPSHOT_COUNT, SingleNodeLog
+
+__all__ = ["DEFAULT_SNAPSHOT_COUNT", "DEFAULT_MAX_TXN_OPS", "CorralServer", "ServerConfig"]
+from corral.store.state_machine import KVStateMachine
+from corral.store.validation import DEFAULT_MAX_TXN_OPS
+
+ETCD_API_VERSION = "3.4.23"  # the etcd release whose gateway behaviour Corral reproduces
+ETCD_CLUSTER_VERSION = "3.4.0"
+DEFAULT_MAX_REQUEST_BYTES = 1536 * 1024
+GRPC_OVERHEAD_BYTES = 512 * 1024
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    name: str = "default"
+    data_dir: Path = Path("default.etcd")
+    listen_client_urls: tuple[str, ...] = ("http://127.0.0.1:2379",)
+    advertise_client_urls: tuple[str, ...] = ("http://127.0.0.1:2379",)
+    listen_peer_urls: tuple[str, ...] = ("http://127.0.0.1:2380",)
+    initial_advertise_peer_urls: tuple[str, ...] = ("http://127.0.0.1:2380",)
+    initial_cluster: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    initial_cluster_state: str = "new"
+    initial_cluster_token: str = "etcd-cluster"
+    snapshot_count: int = DEFAULT_SNAPSHOT_COUNT
+    max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
+    max_txn_ops: int = DEFAULT_MAX_TXN_OPS
+
+    def cluster(self) -> dict[str, tuple[str, ...]]:
+        return self.initial_cluster or {self.name: self.initial_advertise_peer_urls}
+
+
+def _id(*parts: str) -> int:
+    """A stable nonzero uint64 from its parts (member and cluster ids, as etcd derives them from URLs)."""
+    digest = hashlib.sha1("\x00".join(parts).encode()).digest()
+    return int.from_bytes(digest[:8], "big") or 1
+
+
+class CorralServer:
+    """One member: owns the store's state machine and the log that feeds it."""
+
+    def __init__(self, config: ServerConfig) -> None:
+        self.config = config
+        cluster = config.cluster()
+        token = config.initial_cluster_token
+        self.member_ids = {name: _id(*sorted(urls), token) for name, urls in cluster.items()}
+        self.member_id = self.member_ids.get(config.name) or _id(config.name, token)
+        self.cluster_id = _id(*(str(i) for i in sorted(self.member_ids.values())), token)
+        self.state = KVStateMachine()
+        self.log = SingleNodeLog(config.data_dir, self.state, self.member_id, config.snapshot_count)
+        self._cluster_id_text = str(self.cluster_id)
+        self._member_id_text = str(self.member_id)
+
+    async def start(self) -> None:
+        self.config.data_dir.mkdir(parents=True, exist_ok=True)
+        await self.log.start()
+
+    async def stop(self) -> None:
+        await self.log.close()
+
+    def header(self, revision: int) -> dict[str, Any]:
+        return {
+            "cluster_id": self._cluster_id_text,
+            "member_id": self._member_id_text,
+            "revision": str(revision),
+            "raft_term": str(self.log.term),
+        }
+
+    def version(self) -> dict[str, str]:
+        return {"etcdserver": ETCD_API_VERSION, "etcdcluster": ETCD_CLUSTER_VERSION, "corral": __version__}

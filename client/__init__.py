@@ -1,0 +1,1 @@
+"""Corral client library: knows only the wire."""

@@ -1,0 +1,1 @@
+"""Ordering commands: the replicated log, its WAL and snapshot files."""

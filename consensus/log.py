@@ -1,0 +1,69 @@
+"""The replicated log as the rest of Corral sees it.
+
+The API proposes opaque commands and awaits the state machine's result for each; it never learns how
+the log is made durable or agreed on. The single-node log here and the Raft log implement the same
+protocol, so the server does not change when replication arrives.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+
+class StateMachine(Protocol):
+    """What the log drives: deterministic apply of committed entries, and snapshots."""
+
+    applied_index: int
+
+    def apply(self, index: int, data: bytes) -> object:
+        """Apply the entry at `index`; the return value is handed to whoever proposed it."""
+        ...
+
+    def snapshot(self) -> bytes: ...
+
+    def restore(self, data: bytes) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class LogStatus:
+    member_id: int
+    leader_id: int  # 0 when there is no leader
+    term: int
+    last_index: int
+    commit_index: int
+    applied_index: int
+    storage_bytes: int  # WAL and snapshot files on disk
+
+
+class LogError(Exception):
+    """The log could not take a proposal (closed, failed storage, no leader)."""
+
+
+class LogClosed(LogError):
+    pass
+
+
+class LogFailed(LogError):
+    """Storage failed; the node stops taking writes rather than risk acknowledging a lost one."""
+
+
+class ReplicatedLog(Protocol):
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def propose(self, data: bytes) -> object:
+        """Append `data`, wait until it is durable and applied, return the state machine's result."""
+        ...
+
+    async def read_barrier(self) -> None:
+        """Return once local reads reflect every write acknowledged before the call (linearizable)."""
+        ...
+
+    @property
+    def term(self) -> int:
+        """The current term (what etcd reports as raft_term)."""
+        ...
+
+    def status(self) -> LogStatus: ...

@@ -1,0 +1,1 @@
+"""The MVCC state machine: revisioned keys, txns, compaction; no Raft, no HTTP."""

@@ -1,0 +1,223 @@
+"""The revisioned key-value store: a sorted key index over key generations, plus per-revision history.
+
+One global revision counts changes; every write transaction that changes something adds exactly one.
+Reads at any revision since the last compaction see the keys as they were then. The history keeps the
+events of every retained revision, in order, for watchers and for snapshots.
+
+Nothing here reads a clock or draws a random number: applying the same writes in the same order gives
+the same store.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+from sortedcontainers import SortedDict
+
+from .errors import Compacted, FutureRevision
+from .key_index import KeyIndex
+from .types import Event, EventType, KeyValue
+
+FROM_KEY = b"\x00"  # a range_end of "\0" means "every key >= key"
+
+
+class MVCCStore:
+    """Keys, their versions, and the history of changes since the last compaction."""
+
+    def __init__(self) -> None:
+        self._index: SortedDict[bytes, KeyIndex] = SortedDict()
+        self.revision = 1  # an empty store is at revision 1; the first write makes 2
+        self.compact_revision = -1  # etcd starts below any revision, so compacting at 0 once is allowed
+        self._history: dict[int, list[Event]] = {}
+        self._history_start = 2  # the lowest revision whose events are kept
+
+    # -- reads -------------------------------------------------------------------------------------
+
+    def key_count(self) -> int:
+        return len(self._index)
+
+    def get(self, key: bytes) -> KeyValue | None:
+        index = self._index.get(key)
+        return index.current() if index is not None else None
+
+    def range(
+        self, key: bytes, range_end: bytes = b"", revision: int = 0, limit: int = 0, count_only: bool = False
+    ) -> tuple[list[KeyValue], int, int]:
+        """Keys in [key, range_end) at `revision` (<= 0: latest): (kvs up to `limit`, count, read revision)."""
+        return self._range(self.revision, key, range_end, revision, limit, count_only)
+
+    def _range(
+        self, current: int, key: bytes, range_end: bytes, revision: int, limit: int, count_only: bool
+    ) -> tuple[list[KeyValue], int, int]:
+        if revision > current:
+            raise FutureRevision()
+        at = current if revision <= 0 else revision
+        if at < self.compact_revision:
+            raise Compacted()
+        indexes = self._select(key, range_end)
+        kvs: list[KeyValue] = []
+        count = 0
+        if at == current:
+            found: Iterator[KeyValue | None] = (index.current() for index in indexes)
+        else:
+            found = (index.at(at) for index in indexes)
+        if count_only:
+            return kvs, sum(1 for kv in found if kv is not None), at
+        for kv in found:
+            if kv is None:
+                continue
+            count += 1
+            if limit <= 0 or count <= limit:
+                kvs.append(kv)
+        return kvs, count, at
+
+    def _select(self, key: bytes, range_end: bytes) -> Iterable[KeyIndex]:
+        if not range_end:
+            index = self._index.get(key)
+            return (index,) if index is not None else ()
+        if range_end == FROM_KEY:
+            keys = self._index.irange(minimum=key)
+        elif range_end <= key:
+            return ()
+        else:
+            keys = self._index.irange(key, range_end, inclusive=(True, False))
+        return map(self._index.__getitem__, keys)
+
+    def events_at(self, revision: int) -> list[Event]:
+        """The changes made at `revision` (empty for a revision outside the retained history)."""
+        return self._history.get(revision, [])
+
+    @property
+    def first_revision(self) -> int:
+        return self._history_start
+
+    # -- writes ------------------------------------------------------------------------------------
+
+    def write(self) -> WriteTxn:
+        return WriteTxn(self)
+
+    def _put(self, revision: int, key: bytes, value: bytes, lease: int) -> Event:
+        index = self._index.get(key)
+        if index is None:
+            index = self._index[key] = KeyIndex()
+        prev = index.current() if index.generations else None
+        if prev is None:
+            kv = KeyValue(key, revision, revision, 1, value, lease)
+        else:
+            kv = KeyValue(key, prev.create_revision, revision, prev.version + 1, value, lease)
+        index.put(kv)
+        return Event(EventType.PUT, kv, prev)
+
+    def _delete(self, revision: int, index: KeyIndex, prev: KeyValue) -> Event:
+        index.tombstone(revision)
+        return Event(EventType.DELETE, KeyValue(prev.key, 0, revision, 0), prev)
+
+    def _commit(self, events: list[Event]) -> int:
+        if events:
+            self.revision += 1
+            self._history[self.revision] = events
+        return self.revision
+
+    # -- compaction --------------------------------------------------------------------------------
+
+    def compact(self, revision: int) -> None:
+        """Forget every version no read at or after `revision` can see, and the history before it."""
+        if revision <= self.compact_revision:
+            raise Compacted()
+        if revision > self.revision:
+            raise FutureRevision()
+        self.compact_revision = revision
+        touched: set[bytes] = set()
+        for rev in range(self._history_start, revision + 1):
+            events = self._history.pop(rev, ()) if rev < revision else self._history.get(rev, ())
+            touched.update(event.kv.key for event in events)
+        self._history_start = max(self._history_start, revision)
+        for key in touched:
+            index = self._index.get(key)
+            if index is not None and not index.compact(revision):
+                del self._index[key]
+
+    # -- snapshots ---------------------------------------------------------------------------------
+
+    def base_and_history(self) -> tuple[int, list[KeyValue], list[tuple[int, list[Event]]]]:
+        """The state just before the retained history, and that history: enough to rebuild the store."""
+        base_revision = self._history_start - 1
+        base = [kv for index in self._index.values() if (kv := index.at(base_revision)) is not None]
+        history = [(rev, self._history[rev]) for rev in range(self._history_start, self.revision + 1)]
+        return base_revision, base, history
+
+    @classmethod
+    def rebuild(
+        cls,
+        base: Iterable[KeyValue],
+        history: Iterable[tuple[int, Iterable[tuple[EventType, KeyValue]]]],
+        revision: int,
+        compact_revision: int,
+        history_start: int,
+    ) -> MVCCStore:
+        """The inverse of `base_and_history`: replay the history over the base state."""
+        store = cls()
+        for kv in base:
+            index = store._index[kv.key] = KeyIndex()
+            index.put(kv)
+        for rev, changes in history:
+            events: list[Event] = []
+            for kind, kv in changes:
+                index = store._index.get(kv.key)
+                if index is None:
+                    index = store._index[kv.key] = KeyIndex()
+                prev = index.current() if index.generations else None
+                if kind is EventType.PUT:
+                    index.put(kv)
+                else:
+                    index.tombstone(rev)
+                events.append(Event(kind, kv, prev))
+            store._history[rev] = events
+        store.revision = revision
+        store.compact_revision = compact_revision
+        store._history_start = history_start
+        return store
+
+
+class WriteTxn:
+    """A write transaction: every change it makes shares one new revision.
+
+    Reads through the transaction see its own writes, as etcd's do. The revision becomes visible to
+    others when `commit` runs; since apply is single-threaded, nothing else reads in between.
+    """
+
+    __slots__ = ("_store", "begin_revision", "events")
+
+    def __init__(self, store: MVCCStore) -> None:
+        self._store = store
+        self.begin_revision = store.revision
+        self.events: list[Event] = []
+
+    @property
+    def revision(self) -> int:
+        """The revision reads inside the transaction see: one past the start once anything changed."""
+        return self.begin_revision + 1 if self.events else self.begin_revision
+
+    def get(self, key: bytes) -> KeyValue | None:
+        return self._store.get(key)
+
+    def range(
+        self, key: bytes, range_end: bytes = b"", revision: int = 0, limit: int = 0, count_only: bool = False
+    ) -> tuple[list[KeyValue], int, int]:
+        return self._store._range(self.revision, key, range_end, revision, limit, count_only)
+
+    def put(self, key: bytes, value: bytes, lease: int = 0) -> Event:
+        event = self._store._put(self.begin_revision + 1, key, value, lease)
+        self.events.append(event)
+        return event
+
+    def delete_range(self, key: bytes, range_end: bytes = b"") -> list[Event]:
+        store = self._store
+        doomed = [(index, kv) for index in store._select(key, range_end) if (kv := index.current()) is not None]
+        revision = self.begin_revision + 1
+        deleted = [store._delete(revision, index, kv) for index, kv in doomed]
+        self.events.extend(deleted)
+        return deleted
+
+    def commit(self) -> int:
+        return self._store._commit(self.events)

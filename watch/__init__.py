@@ -1,0 +1,1 @@
+"""Watch hub: fans store events out to watchers."""
