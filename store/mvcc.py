@@ -140,43 +140,55 @@ class MVCCStore:
     # -- snapshots ---------------------------------------------------------------------------------
 
     def base_and_history(self) -> tuple[int, list[KeyValue], list[tuple[int, list[Event]]]]:
-        """The state just before the retained history, and that history: enough to rebuild the store."""
-        base_revision = self._history_start - 1
+        """Everything needed to rebuild the store: the keys as they were at the first retained
+        revision (the base), and the events of every retained revision from that one on."""
+        base_revision = self._history_start
         base = [kv for index in self._index.values() if (kv := index.at(base_revision)) is not None]
-        history = [(rev, self._history[rev]) for rev in range(self._history_start, self.revision + 1)]
+        history = [(rev, self._history[rev]) for rev in range(base_revision, self.revision + 1)]
         return base_revision, base, history
 
     @classmethod
     def rebuild(
         cls,
+        base_revision: int,
         base: Iterable[KeyValue],
         history: Iterable[tuple[int, Iterable[tuple[EventType, KeyValue]]]],
         revision: int,
         compact_revision: int,
-        history_start: int,
     ) -> MVCCStore:
-        """The inverse of `base_and_history`: replay the history over the base state."""
+        """The inverse of `base_and_history`: the base, then the history after it replayed on top.
+
+        The base revision's own events are kept as they are, without prev_kv: what came before them
+        is compacted, so (as in etcd) no reader can ask for it.
+        """
         store = cls()
         for kv in base:
             index = store._index[kv.key] = KeyIndex()
             index.put(kv)
         for rev, changes in history:
-            events: list[Event] = []
+            if rev <= base_revision:
+                store._history[rev] = [Event(kind, kv) for kind, kv in changes]
+                continue
+            store.revision = rev - 1
+            txn = WriteTxn(store)
             for kind, kv in changes:
-                index = store._index.get(kv.key)
-                if index is None:
-                    index = store._index[kv.key] = KeyIndex()
-                prev = index.current() if index.generations else None
                 if kind is EventType.PUT:
-                    index.put(kv)
+                    txn.events.append(store._replay_put(kv))
                 else:
-                    index.tombstone(rev)
-                events.append(Event(kind, kv, prev))
-            store._history[rev] = events
+                    txn.delete_range(kv.key)
+            store._history[rev] = txn.events
         store.revision = revision
         store.compact_revision = compact_revision
-        store._history_start = history_start
+        store._history_start = base_revision
         return store
+
+    def _replay_put(self, kv: KeyValue) -> Event:
+        index = self._index.get(kv.key)
+        if index is None:
+            index = self._index[kv.key] = KeyIndex()
+        prev = index.current() if index.generations else None
+        index.put(kv)
+        return Event(EventType.PUT, kv, prev)
 
 
 class WriteTxn:

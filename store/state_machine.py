@@ -84,7 +84,7 @@ class KVStateMachine:
                 "applied_index": self.applied_index,
                 "revision": store.revision,
                 "compact_revision": store.compact_revision,
-                "history_start": base_revision + 1,
+                "base_revision": base_revision,
                 "base": [_kv_to_wire(kv) for kv in base],
                 "history": [
                     [rev, [[int(event.type), _kv_to_wire(event.kv)] for event in events]]
@@ -98,6 +98,7 @@ class KVStateMachine:
         if doc.get("format") != SNAPSHOT_FORMAT:
             raise ValueError(f"unknown snapshot format {doc.get('format')!r}")
         self.store = MVCCStore.rebuild(
+            base_revision=doc["base_revision"],
             base=(_kv_from_wire(kv) for kv in doc["base"]),
             history=(
                 (rev, ((EventType(kind), _kv_from_wire(kv)) for kind, kv in changes))
@@ -105,7 +106,6 @@ class KVStateMachine:
             ),
             revision=doc["revision"],
             compact_revision=doc["compact_revision"],
-            history_start=doc["history_start"],
         )
         self.applied_index = doc["applied_index"]
 
