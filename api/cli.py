@@ -21,6 +21,7 @@ import uvloop
 
 from corral import __version__
 
+from . import gc_policy
 from .app import create_app
 from .server import (
     DEFAULT_MAX_REQUEST_BYTES,
@@ -111,15 +112,18 @@ async def serve(config: ServerConfig, log_level: str = "info") -> None:
     sockets = [_bind(url) for url in config.listen_client_urls]
     server = CorralServer(config)
     await server.start()
+    gc_policy.tune()
+    freezer = asyncio.create_task(gc_policy.freeze_periodically(), name="corral-gc-freeze")
     logger.info("member %x (%s) serving clients on %s", server.member_id, config.name,
                 ", ".join(config.listen_client_urls))
     uv_config = uvicorn.Config(
-        create_app(server), http="httptools", lifespan="off", access_log=False,
+        create_app(server), http="httptools", lifespan="off", access_log=False, proxy_headers=False,
         log_level=log_level.replace("warn", "warning"), timeout_graceful_shutdown=5,
     )  # fmt: skip
     try:
         await uvicorn.Server(uv_config).serve(sockets=sockets)
     finally:
+        freezer.cancel()
         await server.stop()
 
 

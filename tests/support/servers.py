@@ -89,17 +89,20 @@ class ServerProcess:
             return ""
 
 
-def corral_process(data_dir: Path, port: int | None = None, extra: list[str] | None = None) -> ServerProcess:
+def corral_process(
+    data_dir: Path, port: int | None = None, extra: list[str] | None = None, name: str = "n1",
+    peer_urls: bool = True,
+) -> ServerProcess:
+    """A Corral member on loopback; `peer_urls=False` keeps the default peer URLs (as `make run` does)."""
     port = port or free_port()
-    peer = free_port()
     url = f"http://127.0.0.1:{port}"
     args = [
         sys.executable, "-m", "corral",
-        "--name", "n1",
+        "--name", name,
         "--data-dir", str(data_dir),
         "--listen-client-urls", url,
         "--advertise-client-urls", url,
-        "--listen-peer-urls", f"http://127.0.0.1:{peer}",
+        *(["--listen-peer-urls", f"http://127.0.0.1:{free_port()}"] if peer_urls else []),
         *(extra or []),
     ]
     return ServerProcess("corral", url, data_dir, args, data_dir.parent / f"{data_dir.name}.log")
