@@ -45,5 +45,5 @@ def create_app(server: CorralServer) -> Gateway:
             Route("/{path:path}", other, methods=every_method),
         ]
     )
-    max_body = BODY_SIZE_FACTOR * (server.config.max_request_bytes + GRPC_OVERHEAD_BYTES)
-    return Gateway(routes, fallback, max_body)
+    receive_limit = server.config.max_request_bytes + GRPC_OVERHEAD_BYTES
+    return Gateway(routes, fallback, BODY_SIZE_FACTOR * receive_limit, receive_limit)

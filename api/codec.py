@@ -74,6 +74,8 @@ def _first_json_value(body: bytes) -> Any:
         return None
     try:
         value, _ = json.JSONDecoder().raw_decode(text)
+    except RecursionError:
+        raise DecodeError("exceeded max depth") from None
     except json.JSONDecodeError as exc:
         if exc.pos >= len(text):
             raise DecodeError("unexpected EOF") from None
@@ -371,4 +373,8 @@ def _response_op(op: ResponseOp) -> JSON:
 
 
 def dumps(body: JSON) -> bytes:
-    return orjson.dumps(body)
+    try:
+        return orjson.dumps(body)
+    except orjson.JSONEncodeError:
+        # orjson stops at 255 levels; a txn nested as deep as max-txn-ops allows needs more.
+        return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()

@@ -14,6 +14,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from corral.consensus.log import LogError
 from corral.store.errors import EtcdError
 
+from .codec import DecodeError
 from .errors import MessageTooLarge, error_response, from_log_error
 
 UnaryHandler = Callable[[bytes], Awaitable[bytes]]
@@ -27,16 +28,21 @@ _JSON = (b"content-type", b"application/json")
 
 
 class BodyTooLarge(Exception):
-    pass
+    def __init__(self, size: int) -> None:
+        super().__init__(f"request body of {size} bytes")
+        self.size = size
 
 
 class Gateway:
     """Dispatches `POST /v3/<service>/<method>` to unary handlers; other requests go to `fallback`."""
 
-    def __init__(self, routes: dict[str, UnaryHandler], fallback: ASGIApp, max_body_bytes: int) -> None:
+    def __init__(
+        self, routes: dict[str, UnaryHandler], fallback: ASGIApp, max_body_bytes: int, receive_limit: int
+    ) -> None:
         self._routes = routes
         self._fallback = fallback
         self._max_body_bytes = max_body_bytes
+        self._receive_limit = receive_limit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "POST":
@@ -57,8 +63,10 @@ class Gateway:
             status, payload = error_response(error)
         except LogError as error:
             status, payload = error_response(from_log_error(error))
-        except BodyTooLarge:
-            status, payload = error_response(MessageTooLarge(self._max_body_bytes + 1, self._max_body_bytes))
+        except BodyTooLarge as exc:
+            status, payload = error_response(MessageTooLarge(exc.size, self._receive_limit))
+        except RecursionError:
+            status, payload = error_response(DecodeError("exceeded max depth"))
         await send_json(send, status, payload)
 
 
@@ -68,7 +76,7 @@ async def read_body(receive: Receive, limit: int) -> bytes:
     body: bytes = message.get("body", b"")
     if not message.get("more_body", False):
         if len(body) > limit:
-            raise BodyTooLarge()
+            raise BodyTooLarge(len(body))
         return body
     chunks = [body]
     size = len(body)
@@ -81,7 +89,7 @@ async def read_body(receive: Receive, limit: int) -> bytes:
         if size <= limit:
             chunks.append(chunk)
     if size > limit:
-        raise BodyTooLarge()
+        raise BodyTooLarge(size)
     return b"".join(chunks)
 
 

@@ -15,6 +15,7 @@ from corral.store.types import CompactionResponse, DeleteRangeResponse, PutRespo
 
 from . import codec
 from .errors import MessageTooLarge
+from .limits import RAFT_REQUEST_OVERHEAD, proto_size
 from .gateway import UnaryHandler
 from .server import GRPC_OVERHEAD_BYTES, CorralServer
 
@@ -41,7 +42,7 @@ class KVRoutes:
 
     async def range(self, body: bytes) -> bytes:
         request = codec.decode_range(codec.load_body(body, "etcdserverpb.RangeRequest"))
-        self._check_received_size(len(body))
+        self._check_received(request)
         validation.check_range(request)
         if not request.serializable:
             await self._log.read_barrier()
@@ -50,46 +51,48 @@ class KVRoutes:
 
     async def put(self, body: bytes) -> bytes:
         request = codec.decode_put(codec.load_body(body, "etcdserverpb.PutRequest"))
+        self._check_received(request)
         validation.check_put(request)
-        response = await self._propose(commands.encode(request), PutResponse)
+        response = await self._propose(request, PutResponse)
         return codec.dumps(codec.put_body(response, self._header(response.revision)))
 
     async def delete_range(self, body: bytes) -> bytes:
         request = codec.decode_delete_range(codec.load_body(body, "etcdserverpb.DeleteRangeRequest"))
+        self._check_received(request)
         validation.check_delete_range(request)
-        response = await self._propose(commands.encode(request), DeleteRangeResponse)
+        response = await self._propose(request, DeleteRangeResponse)
         return codec.dumps(codec.delete_range_body(response, self._header(response.revision)))
 
     async def txn(self, body: bytes) -> bytes:
         request = codec.decode_txn(codec.load_body(body, "etcdserverpb.TxnRequest"))
+        self._check_received(request)
         validation.check_txn(request, self._max_txn_ops)
         if kv.is_read_only(request):
-            self._check_received_size(len(body))
             if not all(getattr(op, "serializable", False) for op in (*request.success, *request.failure)):
                 await self._log.read_barrier()
             response = kv.txn(self._state.store, request, self._state.lease_exists)
         else:
-            response = await self._propose(commands.encode(request), TxnResponse)
+            response = await self._propose(request, TxnResponse)
         return codec.dumps(codec.txn_body(response, self._header(response.revision)))
 
     async def compaction(self, body: bytes) -> bytes:
         request = codec.decode_compaction(codec.load_body(body, "etcdserverpb.CompactionRequest"))
-        response = await self._propose(commands.encode(request), CompactionResponse)
+        response = await self._propose(request, CompactionResponse)
         return codec.dumps({"header": self._header(response.revision)})
 
-    async def _propose(self, command: bytes, expected: type[R]) -> R:
-        self._check_received_size(len(command))
-        if len(command) > self._max_request_bytes:
+    async def _propose(self, command: commands.Command, expected: type[R]) -> R:
+        if proto_size(command) + RAFT_REQUEST_OVERHEAD > self._max_request_bytes:
             raise RequestTooLarge()
-        result = await self._log.propose(command)
+        result = await self._log.propose(commands.encode(command))
         if isinstance(result, EtcdError):
             raise result
         if not isinstance(result, expected):
             raise TypeError(f"expected {expected.__name__} from apply, got {result!r}")
         return result
 
-    def _check_received_size(self, size: int) -> None:
+    def _check_received(self, request: object) -> None:
         """etcd's gRPC server refuses messages over max-request-bytes + 512 KiB before anything else."""
+        size = proto_size(request)
         limit = self._max_request_bytes + GRPC_OVERHEAD_BYTES
         if size > limit:
             raise MessageTooLarge(size, limit)

@@ -8,6 +8,7 @@ log: decode() dispatches on the version byte.
 
 from __future__ import annotations
 
+import json
 from typing import Any, TypeAlias
 
 import orjson
@@ -39,7 +40,13 @@ class CommandDecodeError(ValueError):
 
 
 def encode(command: Command) -> bytes:
-    return bytes((CODEC_VERSION,)) + orjson.dumps(_to_wire(command))
+    wire = _to_wire(command)
+    try:
+        payload = orjson.dumps(wire)
+    except orjson.JSONEncodeError:
+        # orjson stops at 255 levels; txns nested as deep as etcd allows need more.
+        payload = json.dumps(wire, separators=(",", ":"), ensure_ascii=False).encode()
+    return bytes((CODEC_VERSION,)) + payload
 
 
 def decode(data: bytes) -> Command:
