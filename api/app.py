@@ -35,7 +35,10 @@ def create_app(server: CorralServer) -> Gateway:
         path = request.url.path.replace("/v3beta/", "/v3/", 1)
         if path in routes:
             return Response(b"Method Not Allowed\n", 405, headers=_CORS, media_type="text/plain")
-        return Response(b"Not Found\n", 404, headers=_CORS, media_type="text/plain")
+        if path.startswith("/v3/"):
+            return Response(b"Not Found\n", 404, headers=_CORS, media_type="text/plain")
+        # outside the gateway's prefix (e.g. /v3alpha/) it is Go's own mux that answers
+        return Response(b"404 page not found\n", 404, headers=_CORS, media_type="text/plain")
 
     every_method = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"]
     fallback = Starlette(

@@ -159,8 +159,22 @@ def to_enum(value: Any, enum: type[E], proto_name: str) -> E:
 
 
 def _fields(obj: JSON, aliases: dict[str, str]) -> dict[str, Any]:
-    """Canonical field name -> value, for the fields this message knows (unknown ones are ignored)."""
-    return {canonical: value for name, value in obj.items() if (canonical := aliases.get(name)) is not None}
+    """Canonical field name -> value, for the fields this message knows (unknown ones are ignored).
+
+    When a body spells a field both ways, the lowerCamel spelling wins, as in gogo's jsonpb.
+    """
+    fields: dict[str, Any] = {}
+    camel: list[tuple[str, Any]] = []
+    for name, value in obj.items():
+        canonical = aliases.get(name)
+        if canonical is None:
+            continue
+        if name == canonical:
+            fields[canonical] = value
+        else:
+            camel.append((canonical, value))
+    fields.update(camel)
+    return fields
 
 
 def _aliases(*names: str) -> dict[str, str]:
