@@ -83,7 +83,7 @@ class KVRoutes:
     async def _propose(self, command: commands.Command, expected: type[R]) -> R:
         if proto_size(command) + RAFT_REQUEST_OVERHEAD > self._max_request_bytes:
             raise RequestTooLarge()
-        result = await self._log.propose(commands.encode(command))
+        result = await self._log.propose(commands.encode(command), command)
         if isinstance(result, EtcdError):
             raise result
         if not isinstance(result, expected):

@@ -16,8 +16,12 @@ class StateMachine(Protocol):
 
     applied_index: int
 
-    def apply(self, index: int, data: bytes) -> object:
-        """Apply the entry at `index`; the return value is handed to whoever proposed it."""
+    def apply(self, index: int, data: bytes, decoded: object | None = None) -> object:
+        """Apply the entry at `index`; the return value is handed to whoever proposed it.
+
+        `decoded` is the proposer's own decoding of `data`, passed back on the node that proposed it so
+        the hot path need not decode what it just encoded. Apply must do the same with or without it.
+        """
         ...
 
     def snapshot(self) -> bytes: ...
@@ -53,8 +57,11 @@ class ReplicatedLog(Protocol):
 
     async def close(self) -> None: ...
 
-    async def propose(self, data: bytes) -> object:
-        """Append `data`, wait until it is durable and applied, return the state machine's result."""
+    async def propose(self, data: bytes, decoded: object | None = None) -> object:
+        """Append `data`, wait until it is durable and applied, return the state machine's result.
+
+        `decoded`, if given, is handed to the state machine's apply on this node (see StateMachine).
+        """
         ...
 
     async def read_barrier(self) -> None:

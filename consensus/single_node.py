@@ -25,6 +25,8 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_SNAPSHOT_COUNT = 100_000
 
+_Proposal = tuple[bytes, object, "asyncio.Future[object]"]  # data, the proposer's decoding, its waiter
+
 
 class SingleNodeLog:
     def __init__(
@@ -42,7 +44,7 @@ class SingleNodeLog:
         self._term = 0
         self._last_index = 0
         self._snapshot_indexes: list[int] = []
-        self._pending: list[tuple[bytes, asyncio.Future[object]]] = []
+        self._pending: list[_Proposal] = []
         self._wakeup = asyncio.Event()
         self._disk = ThreadPoolExecutor(max_workers=1, thread_name_prefix="corral-wal")
         self._wal: WAL | None = None
@@ -91,7 +93,7 @@ class SingleNodeLog:
             self._wakeup.set()
             await self._runner
             self._runner = None
-        for _, future in self._pending:
+        for _, _, future in self._pending:
             if not future.done():
                 future.set_exception(LogClosed("the log is closed"))
         self._pending.clear()
@@ -102,13 +104,13 @@ class SingleNodeLog:
 
     # -- the ReplicatedLog protocol ----------------------------------------------------------------
 
-    async def propose(self, data: bytes) -> object:
+    async def propose(self, data: bytes, decoded: object | None = None) -> object:
         if self._failure is not None:
             raise LogFailed(f"storage failed: {self._failure}")
         if self._closed:
             raise LogClosed("the log is closed")
         future: asyncio.Future[object] = asyncio.get_running_loop().create_future()
-        self._pending.append((data, future))
+        self._pending.append((data, decoded, future))
         self._wakeup.set()
         return await future
 
@@ -143,7 +145,7 @@ class SingleNodeLog:
             while self._pending and self._failure is None:
                 batch, self._pending = self._pending, []
                 first = self._last_index + 1
-                entries = [Entry(first + i, self._term, data) for i, (data, _) in enumerate(batch)]
+                entries = [Entry(first + i, self._term, data) for i, (data, _, _) in enumerate(batch)]
                 try:
                     await loop.run_in_executor(self._disk, self._persist, entries)
                 except Exception as exc:  # noqa: BLE001 - any storage failure stops writes for good
@@ -160,11 +162,11 @@ class SingleNodeLog:
         self._wal.append_entries(entries)
         self._wal.sync()
 
-    def _apply(self, entries: list[Entry], batch: list[tuple[bytes, asyncio.Future[object]]]) -> None:
+    def _apply(self, entries: list[Entry], batch: list[_Proposal]) -> None:
         apply = self._state_machine.apply
-        for entry, (_, future) in zip(entries, batch, strict=True):
+        for entry, (_, decoded, future) in zip(entries, batch, strict=True):
             try:
-                result = apply(entry.index, entry.data)
+                result = apply(entry.index, entry.data, decoded)
             except Exception as exc:  # noqa: BLE001 - a bug in apply must not take the loop down
                 logger.exception("applying entry %d failed", entry.index)
                 if not future.done():
@@ -173,9 +175,9 @@ class SingleNodeLog:
             if not future.done():
                 future.set_result(result)
 
-    def _fail(self, exc: BaseException, batch: list[tuple[bytes, asyncio.Future[object]]]) -> None:
+    def _fail(self, exc: BaseException, batch: list[_Proposal]) -> None:
         self._failure = exc
-        for _, future in [*batch, *self._pending]:
+        for _, _, future in [*batch, *self._pending]:
             if not future.done():
                 future.set_exception(LogFailed(f"storage failed: {exc}"))
         self._pending.clear()

@@ -45,13 +45,18 @@ class KVStateMachine:
     def lease_exists(self, lease_id: int) -> bool:
         return False  # leases arrive with their own commands; until one is granted, none exists
 
-    def apply(self, index: int, data: bytes) -> Result:
-        """Apply the entry at `index`. Entries at or below the applied index are skipped (replay)."""
+    def apply(self, index: int, data: bytes, decoded: object | None = None) -> Result:
+        """Apply the entry at `index`. Entries at or below the applied index are skipped (replay).
+
+        `decoded` is the command `data` encodes, when the caller has it at hand (the proposing node).
+        """
         if index <= self.applied_index:
             return None
         self.applied_index = index
         if not data:
             return None  # an empty entry (a new leader's no-op) changes nothing
+        if isinstance(decoded, (PutRequest, DeleteRangeRequest, TxnRequest, CompactionRequest)):
+            return self.apply_command(decoded)
         try:
             command = decode(data)
         except CommandDecodeError:
