@@ -17,6 +17,12 @@ from tests.support.servers import ServerProcess
 Json = Any
 
 BYTES_FIELDS = frozenset({"key", "range_end", "rangeEnd", "value"})
+# Response headers that must match too (reference section 1.1); the rest (Date, Server, ...) may differ.
+COMPARED_HEADERS = (
+    "access-control-allow-origin",
+    "access-control-allow-methods",
+    "access-control-allow-headers",
+)
 WRITE_PATHS = frozenset({PUT, DELETE, TXN, COMPACTION})
 
 
@@ -39,23 +45,38 @@ class Exchange:
     status: int
     body: Json
     text: str
+    media_type: str  # Content-Type without parameters; "" when absent
+    headers: tuple[str | None, ...]  # the COMPARED_HEADERS, in order
 
     @property
     def summary(self) -> str:
-        return f"[{self.status}] {self.text}"
+        media = f" ({self.media_type})" if self.media_type not in ("application/json", "") else ""
+        return f"[{self.status}]{media} {clip(self.text)}"
 
 
 def send(client: httpx.Client, op: Op) -> Exchange:
-    response = client.post(op.path, content=op.content(), headers={"content-type": "application/json"})
+    response = client.request(
+        op.method, op.path, content=op.content(), headers={"content-type": "application/json"}
+    )
     try:
-        body = response.json()
+        body = response.json() if response.content else None
     except ValueError:
         body = {"<not json>": response.text}
-    return Exchange(response.status_code, body, response.text)
+    media_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
+    headers = tuple(response.headers.get(name) for name in COMPARED_HEADERS)
+    return Exchange(response.status_code, body, response.text, media_type, headers)
 
 
-def normalized(op: Op, exchange: Exchange) -> tuple[int, Json]:
-    return normalize(exchange.status, exchange.body, path=op.path, request=op.request(), loose_error=op.loose_error)
+def normalized(op: Op, exchange: Exchange) -> tuple[int, str, tuple[str | None, ...], Json]:
+    """(status, media type, CORS headers, body) after `normalize`: what must be equal in etcd and Corral."""
+    status, body = normalize(
+        exchange.status, exchange.body, path=op.path, request=op.request(), loose_error=op.loose_error
+    )
+    return status, exchange.media_type, exchange.headers, body
+
+
+def clip(text: str, limit: int = 3000) -> str:
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} chars)"
 
 
 def decoded(value: Json) -> Json:
@@ -65,7 +86,8 @@ def decoded(value: Json) -> Json:
         for name, item in value.items():
             if name in BYTES_FIELDS and isinstance(item, str):
                 try:
-                    item = repr(base64.b64decode(item, validate=True))
+                    raw = base64.b64decode(item, validate=True)
+                    item = repr(raw) if len(raw) <= 64 else f"{raw[:16]!r}... ({len(raw)} bytes)"
                 except ValueError:
                     item = f"<bad base64 {item!r}>"
             out[name] = decoded(item)
@@ -76,9 +98,9 @@ def decoded(value: Json) -> Json:
 
 
 def describe(op: Op) -> str:
-    text = op.content().decode("utf-8", "replace")
+    text = clip(op.content().decode("utf-8", "replace"))
     request = op.request()
-    lines = [f"POST {op.path} {text}"]
+    lines = [f"{op.method} {op.path} {text}"]
     if isinstance(request, dict):
         lines.append(f"  decoded: {json.dumps(decoded(request), ensure_ascii=True)}")
     return "\n".join(lines)

@@ -25,7 +25,9 @@ DROPPED_HEADER_FIELDS = ("cluster_id", "member_id", "raft_term")
 FAILED_PRECONDITION = 9
 
 
-def normalize(status: int, body: Json, *, path: str, request: Json, loose_error: bool = False) -> tuple[int, Json]:
+def normalize(
+    status: int, body: Json, *, path: str, request: Json, loose_error: bool = False
+) -> tuple[int, Json]:
     """Return a comparable (status, body) for the response to `request` sent to `path`."""
     body = copy.deepcopy(body)
     if isinstance(body, dict) and status != 200 and "code" in body:
