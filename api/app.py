@@ -22,11 +22,20 @@ BODY_SIZE_FACTOR = 3
 def create_app(server: CorralServer) -> Gateway:
     routes: dict[str, UnaryHandler] = {**KVRoutes(server).routes(), **MaintenanceRoutes(server).routes()}
 
+    def get_only(request: Request) -> Response | None:
+        if request.method in ("GET", "HEAD"):
+            return None
+        if request.method == "OPTIONS":
+            return Response(b"", headers=_CORS)
+        return Response(b"Method Not Allowed\n", 405, headers={**_CORS, "allow": "GET"},
+                        media_type="text/plain")  # fmt: skip
+
     async def health(request: Request) -> Response:
-        return JSONResponse({"health": "true"}, headers=_CORS)
+        # etcd writes this JSON without a content type, so Go labels it text/plain
+        return get_only(request) or Response(b'{"health":"true"}', headers=_CORS, media_type="text/plain")
 
     async def version(request: Request) -> Response:
-        return JSONResponse(server.version(), headers=_CORS)
+        return get_only(request) or JSONResponse(server.version(), headers=_CORS)
 
     async def other(request: Request) -> Response:
         # etcd's gateway: OPTIONS is always 200; a known path with the wrong method is 405; else 404.
@@ -43,8 +52,8 @@ def create_app(server: CorralServer) -> Gateway:
     every_method = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"]
     fallback = Starlette(
         routes=[
-            Route("/health", health, methods=["GET", "HEAD"]),
-            Route("/version", version, methods=["GET", "HEAD"]),
+            Route("/health", health, methods=every_method),
+            Route("/version", version, methods=every_method),
             Route("/{path:path}", other, methods=every_method),
         ]
     )

@@ -314,8 +314,13 @@ def test_maintenance_status(client: httpx.Client) -> None:
 def test_health(client: httpx.Client) -> None:
     response = client.get("/health")
     assert response.status_code == 200
-    assert response.headers["content-type"] == "application/json"
+    assert response.headers["content-type"] == "text/plain; charset=utf-8"  # as etcd's (unlabelled) reply
     assert response.json() == {"health": "true"}
+
+
+def test_health_is_get_only(client: httpx.Client) -> None:
+    response = client.post("/health")
+    assert (response.status_code, response.text, response.headers["allow"]) == (405, "Method Not Allowed\n", "GET")
 
 
 def test_version(client: httpx.Client) -> None:
