@@ -11,6 +11,20 @@ from dataclasses import dataclass
 from typing import Protocol
 
 
+class SnapshotSource(Protocol):
+    """A captured point in the state machine, written out while apply goes on."""
+
+    index: int  # the last applied index the snapshot includes
+
+    def serialize(self) -> bytes:
+        """The snapshot's bytes; may run on a worker thread while entries keep being applied."""
+        ...
+
+    def release(self) -> None:
+        """Called on the apply thread once the snapshot is written (or abandoned)."""
+        ...
+
+
 class StateMachine(Protocol):
     """What the log drives: deterministic apply of committed entries, and snapshots."""
 
@@ -24,7 +38,9 @@ class StateMachine(Protocol):
         """
         ...
 
-    def snapshot(self) -> bytes: ...
+    def snapshot(self) -> SnapshotSource:
+        """Capture the current state cheaply; the heavy serialization happens in `serialize`."""
+        ...
 
     def restore(self, data: bytes) -> None: ...
 

@@ -17,7 +17,7 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from .log import LogClosed, LogFailed, LogStatus, StateMachine
+from .log import LogClosed, LogFailed, LogStatus, SnapshotSource, StateMachine
 from .snapfile import SnapshotFiles
 from .wal import WAL, Entry, HardState, WalCorruptError
 
@@ -47,6 +47,8 @@ class SingleNodeLog:
         self._pending: list[_Proposal] = []
         self._wakeup = asyncio.Event()
         self._disk = ThreadPoolExecutor(max_workers=1, thread_name_prefix="corral-wal")
+        self._snapshot_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="corral-snapshot")
+        self._snapshotting: asyncio.Task[None] | None = None
         self._wal: WAL | None = None
         self._snapshots = SnapshotFiles(self._snap_dir)
         self._runner: asyncio.Task[None] | None = None
@@ -93,6 +95,8 @@ class SingleNodeLog:
             self._wakeup.set()
             await self._runner
             self._runner = None
+        if self._snapshotting is not None:
+            await self._snapshotting
         for _, _, future in self._pending:
             if not future.done():
                 future.set_exception(LogClosed("the log is closed"))
@@ -101,6 +105,7 @@ class SingleNodeLog:
         if self._wal is not None:
             await loop.run_in_executor(self._disk, self._wal.close)
         self._disk.shutdown(wait=True)
+        self._snapshot_thread.shutdown(wait=True)
 
     # -- the ReplicatedLog protocol ----------------------------------------------------------------
 
@@ -154,8 +159,9 @@ class SingleNodeLog:
                     return
                 self._last_index = entries[-1].index
                 self._apply(entries, batch)
-                if self._state_machine.applied_index - self._last_snapshot_index() >= self._snapshot_count:
-                    await self._snapshot()
+                due = self._state_machine.applied_index - self._last_snapshot_index() >= self._snapshot_count
+                if due and self._snapshotting is None:
+                    self._snapshotting = asyncio.create_task(self._snapshot(), name="corral-snapshot")
 
     def _persist(self, entries: list[Entry]) -> None:
         assert self._wal is not None
@@ -188,20 +194,32 @@ class SingleNodeLog:
         return self._snapshot_indexes[-1] if self._snapshot_indexes else 0
 
     async def _snapshot(self) -> None:
-        index = self._state_machine.applied_index
-        data = self._state_machine.snapshot()
-        await asyncio.get_running_loop().run_in_executor(self._disk, self._save_snapshot, index, data)
+        """Capture the state here; serialize and save it on the snapshot thread while writes go on;
+        then trim the WAL on the disk thread, in order with the appends."""
+        loop = asyncio.get_running_loop()
+        try:
+            source = self._state_machine.snapshot()
+            try:
+                data = await loop.run_in_executor(self._snapshot_thread, source.serialize)
+            finally:
+                source.release()
+            term = self._term
+            await loop.run_in_executor(self._snapshot_thread, self._snapshots.save, source.index, term, data)
+            previous = self._last_snapshot_index()
+            self._snapshot_indexes = [previous, source.index] if previous else [source.index]
+            if previous:
+                await loop.run_in_executor(self._disk, self._trim_wal, previous, term)
+            logger.info("snapshot at index %d (%d bytes)", source.index, len(data))
+        except Exception:  # noqa: BLE001 - a failed snapshot leaves the WAL whole; try again later
+            logger.exception("snapshot failed")
+        finally:
+            self._snapshotting = None
 
-    def _save_snapshot(self, index: int, data: bytes) -> None:
+    def _trim_wal(self, previous: int, term: int) -> None:
+        """Keep the WAL back to the previous snapshot: if the newest file turns out damaged, the one
+        before it plus these entries still rebuild the state."""
         assert self._wal is not None
-        self._snapshots.save(index, self._term, data)
-        previous = self._last_snapshot_index()
-        self._snapshot_indexes = [previous, index] if previous else [index]
-        if previous:
-            # Keep the WAL back to the previous snapshot: if the newest file turns out damaged, the
-            # one before it plus these entries still rebuild the state.
-            self._wal.mark_snapshot(previous, self._term)
-            self._wal.sync()
-            self._wal.cut()
-            self._wal.release_to(previous)
-        logger.info("snapshot at index %d (%d bytes)", index, len(data))
+        self._wal.mark_snapshot(previous, term)
+        self._wal.sync()
+        self._wal.cut()
+        self._wal.release_to(previous)

@@ -30,6 +30,7 @@ class MVCCStore:
         self.compact_revision = -1  # etcd starts below any revision, so compacting at 0 once is allowed
         self._history: dict[int, list[Event]] = {}
         self._history_start = 2  # the lowest revision whose events are kept
+        self._views = 0  # open snapshot views; while any is open, compacted memory is kept
 
     # -- reads -------------------------------------------------------------------------------------
 
@@ -85,6 +86,8 @@ class MVCCStore:
 
     def events_at(self, revision: int) -> list[Event]:
         """The changes made at `revision` (empty for a revision outside the retained history)."""
+        if revision < self.compact_revision:
+            return []
         return self._history.get(revision, [])
 
     @property
@@ -121,12 +124,20 @@ class MVCCStore:
     # -- compaction --------------------------------------------------------------------------------
 
     def compact(self, revision: int) -> None:
-        """Forget every version no read at or after `revision` can see, and the history before it."""
+        """Forget every version no read at or after `revision` can see, and the history before it.
+
+        Reads below `revision` fail at once; the memory is reclaimed now, or when the last snapshot
+        view that is being written out is released (a view relies on the history it started with).
+        """
         if revision <= self.compact_revision:
             raise Compacted()
         if revision > self.revision:
             raise FutureRevision()
         self.compact_revision = revision
+        if not self._views:
+            self._reclaim(revision)
+
+    def _reclaim(self, revision: int) -> None:
         touched: set[bytes] = set()
         for rev in range(self._history_start, revision + 1):
             events = self._history.pop(rev, ()) if rev < revision else self._history.get(rev, ())
@@ -139,13 +150,21 @@ class MVCCStore:
 
     # -- snapshots ---------------------------------------------------------------------------------
 
-    def base_and_history(self) -> tuple[int, list[KeyValue], list[tuple[int, list[Event]]]]:
-        """Everything needed to rebuild the store: the keys as they were at the first retained
-        revision (the base), and the events of every retained revision from that one on."""
-        base_revision = self._history_start
-        base = [kv for index in self._index.values() if (kv := index.at(base_revision)) is not None]
-        history = [(rev, self._history[rev]) for rev in range(base_revision, self.revision + 1)]
-        return base_revision, base, history
+    def view(self) -> StoreView:
+        """A point-in-time view of the store that stays valid while writes go on, until released.
+
+        Versions and history at or below the view's revision never change (MVCC), and reclaiming
+        compacted memory waits for the view's release, so another thread may read the view while the
+        store keeps applying writes.
+        """
+        view = StoreView(self, self.revision, self.compact_revision, self._history_start, list(self._index))
+        self._views += 1
+        return view
+
+    def _release(self) -> None:
+        self._views -= 1
+        if not self._views and self._history_start < self.compact_revision:
+            self._reclaim(self.compact_revision)
 
     @classmethod
     def rebuild(
@@ -156,7 +175,7 @@ class MVCCStore:
         revision: int,
         compact_revision: int,
     ) -> MVCCStore:
-        """The inverse of `base_and_history`: the base, then the history after it replayed on top.
+        """The inverse of a view's `base` and `history`: the base, then the history replayed on top.
 
         The base revision's own events are kept as they are, without prev_kv: what came before them
         is compacted, so (as in etcd) no reader can ask for it.
@@ -180,6 +199,8 @@ class MVCCStore:
         store.revision = revision
         store.compact_revision = compact_revision
         store._history_start = base_revision
+        if base_revision < compact_revision:
+            store._reclaim(compact_revision)
         return store
 
     def _replay_put(self, kv: KeyValue) -> Event:
@@ -233,3 +254,39 @@ class WriteTxn:
 
     def commit(self) -> int:
         return self._store._commit(self.events)
+
+
+class StoreView:
+    """What a snapshot holds: the keys at the first retained revision (the base) and every retained
+    revision's events after it, as of the moment the view was taken. See `MVCCStore.view`."""
+
+    __slots__ = ("_store", "revision", "compact_revision", "base_revision", "_keys", "_released")
+
+    def __init__(
+        self, store: MVCCStore, revision: int, compact_revision: int, base_revision: int, keys: list[bytes]
+    ) -> None:
+        self._store = store
+        self.revision = revision
+        self.compact_revision = compact_revision
+        self.base_revision = base_revision
+        self._keys = keys
+        self._released = False
+
+    def base(self) -> Iterator[KeyValue]:
+        indexes = self._store._index
+        at = self.base_revision
+        for key in self._keys:
+            index = indexes.get(key)
+            if index is not None and (kv := index.at(at)) is not None:
+                yield kv
+
+    def history(self) -> Iterator[tuple[int, list[Event]]]:
+        history = self._store._history
+        for rev in range(self.base_revision, self.revision + 1):
+            yield rev, history[rev]
+
+    def release(self) -> None:
+        """Call on the thread that applies writes, once the view has been written out."""
+        if not self._released:
+            self._released = True
+            self._store._release()

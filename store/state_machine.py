@@ -8,18 +8,21 @@ compacted revision, an unknown lease) changes nothing and its error is the resul
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from typing import Any
 
 import orjson
 
 from . import kv
 from .commands import Command, CommandDecodeError, decode
 from .errors import EtcdError
-from .mvcc import MVCCStore
+from .mvcc import MVCCStore, StoreView
 from .types import (
     CompactionRequest,
     CompactionResponse,
     DeleteRangeRequest,
     DeleteRangeResponse,
+    Event,
     EventType,
     KeyValue,
     PutRequest,
@@ -80,23 +83,8 @@ class KVStateMachine:
 
     # -- snapshots ---------------------------------------------------------------------------------
 
-    def snapshot(self) -> bytes:
-        store = self.store
-        base_revision, base, history = store.base_and_history()
-        return orjson.dumps(
-            {
-                "format": SNAPSHOT_FORMAT,
-                "applied_index": self.applied_index,
-                "revision": store.revision,
-                "compact_revision": store.compact_revision,
-                "base_revision": base_revision,
-                "base": [_kv_to_wire(kv) for kv in base],
-                "history": [
-                    [rev, [[int(event.type), _kv_to_wire(event.kv)] for event in events]]
-                    for rev, events in history
-                ],
-            }
-        )
+    def snapshot(self) -> KVSnapshot:
+        return KVSnapshot(self.applied_index, self.store.view())
 
     def restore(self, data: bytes) -> None:
         doc = orjson.loads(data)
@@ -105,14 +93,39 @@ class KVStateMachine:
         self.store = MVCCStore.rebuild(
             base_revision=doc["base_revision"],
             base=(_kv_from_wire(kv) for kv in doc["base"]),
-            history=(
-                (rev, ((EventType(kind), _kv_from_wire(kv)) for kind, kv in changes))
-                for rev, changes in doc["history"]
-            ),
+            history=((rev, _events_from_wire(flat)) for rev, flat in doc["history"]),
             revision=doc["revision"],
             compact_revision=doc["compact_revision"],
         )
         self.applied_index = doc["applied_index"]
+
+
+class KVSnapshot:
+    """A snapshot of the state machine at `index`, serialized from a store view (see MVCCStore.view)."""
+
+    __slots__ = ("index", "_view")
+
+    def __init__(self, index: int, view: StoreView) -> None:
+        self.index = index
+        self._view = view
+
+    def serialize(self) -> bytes:
+        """orjson text; bytes travel as latin-1 strings (one code point per byte, exact round trip)."""
+        view = self._view
+        return orjson.dumps(
+            {
+                "format": SNAPSHOT_FORMAT,
+                "applied_index": self.index,
+                "revision": view.revision,
+                "compact_revision": view.compact_revision,
+                "base_revision": view.base_revision,
+                "base": [_kv_to_wire(kv) for kv in view.base()],
+                "history": [[rev, _events_to_wire(events)] for rev, events in view.history()],
+            }
+        )
+
+    def release(self) -> None:
+        self._view.release()
 
 
 def _kv_to_wire(kv: KeyValue) -> list[object]:
@@ -128,3 +141,22 @@ def _kv_from_wire(wire: list[object]) -> KeyValue:
         str(key).encode("latin-1"), int(create), int(mod), int(version),  # type: ignore[call-overload]
         str(value).encode("latin-1"), int(lease),  # type: ignore[call-overload]
     )  # fmt: skip
+
+
+_EVENT_FIELDS = 7
+
+
+def _events_to_wire(events: list[Event]) -> list[object]:
+    """A revision's events as one flat list: type, then the kv's six fields, for each event."""
+    flat: list[object] = []
+    for event in events:
+        kv = event.kv
+        flat += (int(event.type), kv.key.decode("latin-1"), kv.create_revision, kv.mod_revision, kv.version,
+                 kv.value.decode("latin-1"), kv.lease)  # fmt: skip
+    return flat
+
+
+def _events_from_wire(flat: list[Any]) -> Iterator[tuple[EventType, KeyValue]]:
+    for i in range(0, len(flat), _EVENT_FIELDS):
+        kind, key, create, mod, version, value, lease = flat[i : i + _EVENT_FIELDS]
+        yield EventType(kind), KeyValue(key.encode("latin-1"), create, mod, version, value.encode("latin-1"), lease)

@@ -202,8 +202,10 @@ class StoreVersusModel(RuleBasedStateMachine):
 
     @rule()
     def snapshot_round_trip(self) -> None:
+        snapshot = self.machine.snapshot()
         copy = KVStateMachine()
-        copy.restore(self.machine.snapshot())
+        copy.restore(snapshot.serialize())
+        snapshot.release()
         self.machine = copy
 
     @invariant()

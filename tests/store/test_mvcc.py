@@ -118,24 +118,42 @@ def test_compaction_keeps_latest_versions_and_drops_dead_keys() -> None:
     assert store.first_revision == 6
 
 
-def test_rebuild_from_base_and_history_reads_the_same() -> None:
+def test_rebuild_from_a_view_reads_the_same() -> None:
     store = MVCCStore()
     for i in range(30):
         put(store, b"k%d" % (i % 7), b"%d" % i)
         if i % 5 == 0:
             delete(store, b"k%d" % (i % 3))
     store.compact(20)
-    base_revision, base, history = store.base_and_history()
-    assert base_revision == 20
+    view = store.view()
+    assert view.base_revision == 20
     copy = MVCCStore.rebuild(
-        base_revision,
-        base,
-        ((rev, [(e.type, e.kv) for e in events]) for rev, events in history),
+        view.base_revision,
+        view.base(),
+        ((rev, [(e.type, e.kv) for e in events]) for rev, events in view.history()),
         store.revision,
         store.compact_revision,
     )
+    view.release()
     assert [(e.type, e.kv) for e in copy.events_at(20)] == [(e.type, e.kv) for e in store.events_at(20)]
     for revision in range(20, store.revision + 1):
         assert copy.range(b"\x00", b"\x00", revision) == store.range(b"\x00", b"\x00", revision)
         if revision > 20:
             assert copy.events_at(revision) == store.events_at(revision)
+
+
+def test_a_view_is_unchanged_by_later_writes_and_compaction() -> None:
+    store = MVCCStore()
+    for i in range(10):
+        put(store, b"k%d" % (i % 3), b"%d" % i)
+    view = store.view()
+    expected = (list(view.base()), [(rev, list(events)) for rev, events in view.history()])
+    put(store, b"k0", b"later")
+    delete(store, b"k1")
+    store.compact(store.revision)
+    with pytest.raises(Compacted):
+        store.range(b"k0", revision=5)  # compaction takes effect for reads at once...
+    assert (list(view.base()), [(rev, list(events)) for rev, events in view.history()]) == expected
+    assert store.first_revision == 2  # ...but memory is reclaimed only after the view is released
+    view.release()
+    assert store.first_revision == store.revision
