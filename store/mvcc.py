@@ -19,6 +19,7 @@ from .key_index import KeyIndex
 from .types import Event, EventType, KeyValue
 
 FROM_KEY = b"\x00"  # a range_end of "\0" means "every key >= key"
+RECLAIM_BATCH_REVISIONS = 1000  # revisions of compacted history freed per step
 
 
 class MVCCStore:
@@ -119,6 +120,8 @@ class MVCCStore:
         if events:
             self.revision += 1
             self._history[self.revision] = events
+            if self._history_start < self.compact_revision:
+                self._reclaim_step()
         return self.revision
 
     # -- compaction --------------------------------------------------------------------------------
@@ -126,27 +129,39 @@ class MVCCStore:
     def compact(self, revision: int) -> None:
         """Forget every version no read at or after `revision` can see, and the history before it.
 
-        Reads below `revision` fail at once; the memory is reclaimed now, or when the last snapshot
-        view that is being written out is released (a view relies on the history it started with).
+        Reads below `revision` fail at once. The memory is reclaimed in bounded steps, one with the
+        compaction and one with each later write (as etcd compacts in batches), so a large compaction
+        never stalls apply; the steps pause while a snapshot view is open, since a view relies on the
+        history it started with.
         """
         if revision <= self.compact_revision:
             raise Compacted()
         if revision > self.revision:
             raise FutureRevision()
         self.compact_revision = revision
-        if not self._views:
-            self._reclaim(revision)
+        self._reclaim_step()
 
-    def _reclaim(self, revision: int) -> None:
+    def _reclaim_step(self, max_revisions: int = RECLAIM_BATCH_REVISIONS) -> None:
+        target = self.compact_revision
+        start = self._history_start
+        if start >= target or self._views:
+            return
+        end = min(target, start + max_revisions)  # reclaim revisions [start, end), and `target` itself
         touched: set[bytes] = set()
-        for rev in range(self._history_start, revision + 1):
-            events = self._history.pop(rev, ()) if rev < revision else self._history.get(rev, ())
-            touched.update(event.kv.key for event in events)
-        self._history_start = max(self._history_start, revision)
+        for rev in range(start, end):
+            touched.update(event.kv.key for event in self._history.pop(rev, ()))
+        if end == target:
+            touched.update(event.kv.key for event in self._history.get(target, ()))
+        self._history_start = end
         for key in touched:
             index = self._index.get(key)
-            if index is not None and not index.compact(revision):
+            if index is not None and not index.compact(target):
                 del self._index[key]
+
+    def reclaim_all(self) -> None:
+        """Finish reclaiming compacted memory now (tests and tools; the store does it in steps)."""
+        while self._history_start < self.compact_revision and not self._views:
+            self._reclaim_step(1 << 30)
 
     # -- snapshots ---------------------------------------------------------------------------------
 
@@ -163,8 +178,6 @@ class MVCCStore:
 
     def _release(self) -> None:
         self._views -= 1
-        if not self._views and self._history_start < self.compact_revision:
-            self._reclaim(self.compact_revision)
 
     @classmethod
     def rebuild(
@@ -199,8 +212,7 @@ class MVCCStore:
         store.revision = revision
         store.compact_revision = compact_revision
         store._history_start = base_revision
-        if base_revision < compact_revision:
-            store._reclaim(compact_revision)
+        store.reclaim_all()
         return store
 
     def _replay_put(self, kv: KeyValue) -> Event:

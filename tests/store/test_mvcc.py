@@ -156,4 +156,23 @@ def test_a_view_is_unchanged_by_later_writes_and_compaction() -> None:
     assert (list(view.base()), [(rev, list(events)) for rev, events in view.history()]) == expected
     assert store.first_revision == 2  # ...but memory is reclaimed only after the view is released
     view.release()
-    assert store.first_revision == store.revision
+    compacted_at = store.revision
+    put(store, b"k2", b"next")  # the next write resumes reclaiming
+    assert store.first_revision == compacted_at
+
+
+def test_a_large_compaction_is_reclaimed_in_bounded_steps() -> None:
+    from corral.store.mvcc import RECLAIM_BATCH_REVISIONS
+
+    store = MVCCStore()
+    for i in range(3 * RECLAIM_BATCH_REVISIONS):
+        put(store, b"k%d" % (i % 50))
+    target = store.revision
+    store.compact(target)
+    assert store.first_revision == 2 + RECLAIM_BATCH_REVISIONS
+    put(store, b"other")
+    put(store, b"other")
+    put(store, b"other")
+    assert store.first_revision == target
+    assert store.key_count() == 51
+    assert all(len(store._index[b"k%d" % i].generations[0].kvs) == 1 for i in range(50))
