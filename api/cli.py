@@ -8,7 +8,6 @@ variable, as etcd reads them.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import os
 import socket
@@ -18,7 +17,6 @@ from urllib.parse import urlsplit
 
 import uvicorn
 import uvloop
-
 from corral import __version__
 
 from . import gc_policy
@@ -77,7 +75,8 @@ def _initial_cluster(text: str) -> dict[str, tuple[str, ...]]:
 
 def config_from_args(args: argparse.Namespace) -> ServerConfig:
     if args.initial_cluster_state not in ("new", "existing"):
-        raise SystemExit(f"corral: --initial-cluster-state must be 'new' or 'existing', not {args.initial_cluster_state!r}")
+        state = args.initial_cluster_state
+        raise SystemExit(f"corral: --initial-cluster-state must be 'new' or 'existing', not {state!r}")
     return ServerConfig(
         name=args.name,
         data_dir=Path(args.data_dir or f"{args.name}.etcd"),
@@ -113,7 +112,6 @@ async def serve(config: ServerConfig, log_level: str = "info") -> None:
     server = CorralServer(config)
     await server.start()
     gc_policy.tune()
-    freezer = asyncio.create_task(gc_policy.freeze_periodically(), name="corral-gc-freeze")
     logger.info("member %x (%s) serving clients on %s", server.member_id, config.name,
                 ", ".join(config.listen_client_urls))
     uv_config = uvicorn.Config(
@@ -123,7 +121,6 @@ async def serve(config: ServerConfig, log_level: str = "info") -> None:
     try:
         await uvicorn.Server(uv_config).serve(sockets=sockets)
     finally:
-        freezer.cancel()
         await server.stop()
 
 

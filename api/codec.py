@@ -15,13 +15,12 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import orjson
-
 from corral.store.errors import EtcdError, GrpcCode
 from corral.store.types import (
+    CompactionRequest,
     Compare,
     CompareResult,
     CompareTarget,
-    CompactionRequest,
     DeleteRangeRequest,
     DeleteRangeResponse,
     EmptyOp,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import orjson
-
 from corral.consensus.log import LogClosed, LogError
 from corral.store.errors import EtcdError, GrpcCode
 

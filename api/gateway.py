@@ -9,10 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-from starlette.types import ASGIApp, Receive, Scope, Send
-
 from corral.consensus.log import LogError
 from corral.store.errors import EtcdError
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .codec import DecodeError
 from .errors import MessageTooLarge, error_response, from_log_error

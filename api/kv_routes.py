@@ -15,8 +15,8 @@ from corral.store.types import CompactionResponse, DeleteRangeResponse, PutRespo
 
 from . import codec
 from .errors import MessageTooLarge
-from .limits import RAFT_REQUEST_OVERHEAD, proto_size
 from .gateway import UnaryHandler
+from .limits import RAFT_REQUEST_OVERHEAD, proto_size
 from .server import GRPC_OVERHEAD_BYTES, CorralServer
 
 R = TypeVar("R", PutResponse, DeleteRangeResponse, TxnResponse, CompactionResponse)

@@ -8,9 +8,9 @@ so it computes the size the same request would have in protobuf and applies etcd
 from __future__ import annotations
 
 from corral.store.types import (
+    CompactionRequest,
     Compare,
     CompareTarget,
-    CompactionRequest,
     DeleteRangeRequest,
     EmptyOp,
     PutRequest,

@@ -27,6 +27,6 @@ class MaintenanceRoutes:
             "raftAppliedIndex": str(status.applied_index),
             "dbSizeInUse": str(status.storage_bytes),
         }
-        out = {"header": server.header(server.state.store.revision)}
+        out: dict[str, object] = {"header": server.header(server.state.store.revision)}
         out.update((name, value) for name, value in fields.items() if value != "0")
         return codec.dumps(out)

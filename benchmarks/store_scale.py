@@ -47,11 +47,11 @@ def main() -> None:
     print(f"{'memory for the store':42s} {rss_mib() - base:8.0f} MiB")
     store = machine.store
     probes = 10_000
-    timed("get one key (latest)", probes,
-          lambda: [kv.range_(store, RangeRequest(b"topic/%08d/partition" % (i * 97 % n))) for i in range(probes)])
-    timed("prefix range of 100 keys", 1000,
-          lambda: [kv.range_(store, RangeRequest(b"topic/%06d" % (i % (n // 100)), b"topic/%06d" % (i % (n // 100) + 1)))
-                   for i in range(1000)])  # fmt: skip
+    keys = [b"topic/%08d/partition" % (i * 97 % n) for i in range(probes)]
+    timed("get one key (latest)", probes, lambda: [kv.range_(store, RangeRequest(key)) for key in keys])
+    prefixes = [i % (n // 100) for i in range(1000)]
+    ranges = [RangeRequest(b"topic/%06d" % p, b"topic/%06d" % (p + 1)) for p in prefixes]
+    timed("prefix range of 100 keys", 1000, lambda: [kv.range_(store, r) for r in ranges])
     timed("count_only over every key", 1, lambda: kv.range_(store, RangeRequest(b"\0", b"\0", count_only=True)))
     snapshot: list[bytes] = []
     views = []

@@ -17,7 +17,7 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from .log import LogClosed, LogFailed, LogStatus, SnapshotSource, StateMachine
+from .log import LogClosed, LogFailed, LogStatus, StateMachine
 from .snapfile import SnapshotFiles
 from .wal import WAL, Entry, HardState, WalCorruptError
 

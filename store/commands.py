@@ -14,10 +14,10 @@ from typing import Any, TypeAlias
 import orjson
 
 from .types import (
+    CompactionRequest,
     Compare,
     CompareResult,
     CompareTarget,
-    CompactionRequest,
     DeleteRangeRequest,
     EmptyOp,
     PutRequest,
@@ -136,4 +136,5 @@ def _op_from_wire(wire: list[Any]) -> RequestOp:
 
 def _compare_from_wire(wire: list[Any]) -> Compare:
     key, end, target, result, operand = wire
-    return Compare(_b(key), CompareTarget(target), CompareResult(result), _b(operand) if isinstance(operand, str) else operand, _b(end))
+    decoded = _b(operand) if isinstance(operand, str) else operand
+    return Compare(_b(key), CompareTarget(target), CompareResult(result), decoded, _b(end))

@@ -15,11 +15,11 @@ from typing import Any, Protocol
 from .errors import Compacted, FutureRevision, KeyNotFound, LeaseNotFound
 from .mvcc import MVCCStore, WriteTxn
 from .types import (
+    CompactionRequest,
+    CompactionResponse,
     Compare,
     CompareResult,
     CompareTarget,
-    CompactionRequest,
-    CompactionResponse,
     DeleteRangeRequest,
     DeleteRangeResponse,
     KeyValue,

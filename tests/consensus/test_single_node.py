@@ -6,7 +6,6 @@ import asyncio
 from pathlib import Path
 
 import pytest
-
 from corral.consensus.log import LogFailed
 from corral.consensus.single_node import SingleNodeLog
 from corral.consensus.wal import WAL
@@ -45,7 +44,9 @@ class Snap:
         self.released = True
 
 
-async def run(data_dir: Path, proposals: list[bytes], snapshot_count: int = 1000) -> tuple[list[object], Recorder, SingleNodeLog]:  # fmt: skip
+async def run(
+    data_dir: Path, proposals: list[bytes], snapshot_count: int = 1000
+) -> tuple[list[object], Recorder, SingleNodeLog]:
     machine = Recorder()
     log = SingleNodeLog(data_dir, machine, member_id=7, snapshot_count=snapshot_count)
     await log.start()
@@ -93,7 +94,9 @@ def test_snapshots_trim_the_wal_and_restore(tmp_path: Path) -> None:
     assert len(machine.applied) == 300 and machine.applied[-1] == b"9-29"
 
 
-def test_a_storage_failure_acknowledges_nothing_and_stops_writes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+def test_a_storage_failure_acknowledges_nothing_and_stops_writes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     async def scenario() -> None:
         machine = Recorder()
         log = SingleNodeLog(tmp_path, machine, member_id=7)

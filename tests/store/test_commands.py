@@ -1,15 +1,12 @@
 """The command codec round-trips every request a log can hold."""
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
-
 from corral.store.commands import CommandDecodeError, decode, encode
 from corral.store.types import (
+    CompactionRequest,
     Compare,
     CompareResult,
     CompareTarget,
-    CompactionRequest,
     DeleteRangeRequest,
     EmptyOp,
     PutRequest,
@@ -18,6 +15,8 @@ from corral.store.types import (
     SortTarget,
     TxnRequest,
 )
+from hypothesis import given
+from hypothesis import strategies as st
 
 ints = st.integers(-(1 << 63), (1 << 63) - 1)
 data = st.binary(max_size=8)

@@ -1,7 +1,6 @@
 """Request-level semantics that etcd's applier defines: range options, put flags, txns."""
 
 import pytest
-
 from corral.store import kv
 from corral.store.errors import Compacted, FutureRevision, KeyNotFound, LeaseNotFound
 from corral.store.state_machine import KVStateMachine

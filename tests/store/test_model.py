@@ -8,18 +8,14 @@ from __future__ import annotations
 
 import os
 
-from hypothesis import HealthCheck, settings
-from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
-
 from corral.store import kv
 from corral.store.errors import Compacted, EtcdError, FutureRevision
 from corral.store.state_machine import KVStateMachine
 from corral.store.types import (
+    CompactionRequest,
     Compare,
     CompareResult,
     CompareTarget,
-    CompactionRequest,
     DeleteRangeRequest,
     DeleteRangeResponse,
     KeyValue,
@@ -30,6 +26,9 @@ from corral.store.types import (
     SortTarget,
     TxnRequest,
 )
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 KEYS = st.sampled_from([b"a", b"a/1", b"a/2", b"b", b"b/1", b"c", b"\xff"])
 ENDS = st.sampled_from([b"", b"", b"\x00", b"a0", b"b", b"c", b"z", b"a"])
@@ -99,8 +98,9 @@ class Model:
                       CompareTarget.MOD: found.mod_revision, CompareTarget.VALUE: found.value,
                       CompareTarget.LEASE: found.lease}[compare.target]  # fmt: skip
             operand = compare.operand
-            ok = {CompareResult.EQUAL: actual == operand, CompareResult.NOT_EQUAL: actual != operand,
-                  CompareResult.GREATER: actual > operand, CompareResult.LESS: actual < operand}[compare.result]  # type: ignore[operator]  # fmt: skip
+            ok = {CompareResult.EQUAL: actual == operand, CompareResult.NOT_EQUAL: actual != operand,  # fmt: skip
+                  CompareResult.GREATER: actual > operand,  # type: ignore[operator]
+                  CompareResult.LESS: actual < operand}[compare.result]  # type: ignore[operator]
             if not ok:
                 return False
         return True
@@ -219,6 +219,9 @@ class StoreVersusModel(RuleBasedStateMachine):
 
 
 StoreVersusModel.TestCase.settings = settings(
-    max_examples=int(os.environ.get("CORRAL_MODEL_EXAMPLES", "150")), stateful_step_count=40, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+    max_examples=int(os.environ.get("CORRAL_MODEL_EXAMPLES", "150")),
+    stateful_step_count=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
 )
 test_store_matches_model = StoreVersusModel.TestCase

@@ -1,7 +1,6 @@
 """The MVCC store: revisions, historical reads, ranges, compaction, snapshots."""
 
 import pytest
-
 from corral.store.errors import Compacted, FutureRevision
 from corral.store.mvcc import MVCCStore
 from corral.store.types import EventType, KeyValue

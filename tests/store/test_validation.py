@@ -1,8 +1,14 @@
 """Stateless request checks: etcd's limits and its duplicate-key rules for txns."""
 
 import pytest
-
-from corral.store.errors import DuplicateKey, KeyNotFound, KeyNotProvided, LeaseProvided, TooManyOps, ValueProvided
+from corral.store.errors import (
+    DuplicateKey,
+    KeyNotFound,
+    KeyNotProvided,
+    LeaseProvided,
+    TooManyOps,
+    ValueProvided,
+)
 from corral.store.types import Compare, DeleteRangeRequest, EmptyOp, PutRequest, RangeRequest, TxnRequest
 from corral.store.validation import check_put, check_txn
 
