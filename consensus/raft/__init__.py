@@ -1,0 +1,65 @@
+"""A pure Raft core in the style of etcd-io/raft: messages and ticks in, Ready batches out; no I/O."""
+
+from corral.consensus.raft.config import RaftConfig, ReadOnlyOption
+from corral.consensus.raft.errors import (
+    Compacted,
+    InvariantViolation,
+    ProposalDropped,
+    RaftError,
+    SnapshotOutOfDate,
+    SnapshotTemporarilyUnavailable,
+    StorageError,
+    Unavailable,
+)
+from corral.consensus.raft.rawnode import ProgressStatus, RawNode, Status
+from corral.consensus.raft.storage import MemoryStorage, Storage
+from corral.consensus.raft.types import (
+    NONE,
+    ConfChange,
+    ConfChangeType,
+    ConfState,
+    Entry,
+    EntryType,
+    HardState,
+    Message,
+    MessageType,
+    ReadState,
+    Ready,
+    Role,
+    Snapshot,
+    SnapshotMeta,
+    SoftState,
+)
+
+__all__ = [
+    "NONE",
+    "Compacted",
+    "ConfChange",
+    "ConfChangeType",
+    "ConfState",
+    "Entry",
+    "EntryType",
+    "HardState",
+    "InvariantViolation",
+    "MemoryStorage",
+    "Message",
+    "MessageType",
+    "ProgressStatus",
+    "ProposalDropped",
+    "RaftConfig",
+    "RaftError",
+    "RawNode",
+    "ReadOnlyOption",
+    "ReadState",
+    "Ready",
+    "Role",
+    "Snapshot",
+    "SnapshotMeta",
+    "SnapshotOutOfDate",
+    "SnapshotTemporarilyUnavailable",
+    "SoftState",
+    "Status",
+    "Storage",
+    "StorageError",
+    "Unavailable",
+]
