@@ -128,6 +128,10 @@ class SingleNodeLog:
     def term(self) -> int:
         return self._term
 
+    @property
+    def snapshot_in_progress(self) -> bool:
+        return self._snapshotting is not None
+
     def status(self) -> LogStatus:
         wal_bytes = self._wal.size_bytes if self._wal is not None else 0
         return LogStatus(
