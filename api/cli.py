@@ -19,7 +19,7 @@ import uvicorn
 import uvloop
 from corral import __version__
 
-from . import gc_policy
+from . import runtime
 from .app import create_app
 from .server import (
     DEFAULT_MAX_REQUEST_BYTES,
@@ -111,7 +111,7 @@ async def serve(config: ServerConfig, log_level: str = "info") -> None:
     sockets = [_bind(url) for url in config.listen_client_urls]
     server = CorralServer(config)
     await server.start()
-    gc_policy.tune()
+    runtime.tune()
     logger.info("member %x (%s) serving clients on %s", server.member_id, config.name,
                 ", ".join(config.listen_client_urls))
     uv_config = uvicorn.Config(

@@ -35,7 +35,7 @@ logger = logging.getLogger(__name__)
 
 Result = PutResponse | DeleteRangeResponse | TxnResponse | CompactionResponse | EtcdError | None
 
-SNAPSHOT_FORMAT = 1
+SNAPSHOT_FORMAT = 2
 
 
 class KVStateMachine:
@@ -87,17 +87,24 @@ class KVStateMachine:
         return KVSnapshot(self.applied_index, self.store.view())
 
     def restore(self, data: bytes) -> None:
-        doc = orjson.loads(data)
-        if doc.get("format") != SNAPSHOT_FORMAT:
-            raise ValueError(f"unknown snapshot format {doc.get('format')!r}")
+        lines = iter(data.split(b"\n"))
+        head = orjson.loads(next(lines, b"{}"))
+        if head.get("format") != SNAPSHOT_FORMAT:
+            raise ValueError(f"unknown snapshot format {head.get('format')!r}")
+        chunks = [orjson.loads(line) for line in lines]
         self.store = MVCCStore.rebuild(
-            base_revision=doc["base_revision"],
-            base=(_kv_from_wire(kv) for kv in doc["base"]),
-            history=((rev, _events_from_wire(flat)) for rev, flat in doc["history"]),
-            revision=doc["revision"],
-            compact_revision=doc["compact_revision"],
+            base_revision=head["base_revision"],
+            base=(_kv_from_wire(kv) for kind, items in chunks if kind == "base" for kv in items),
+            history=(
+                (rev, _events_from_wire(flat))
+                for kind, items in chunks
+                if kind == "history"
+                for rev, flat in items
+            ),
+            revision=head["revision"],
+            compact_revision=head["compact_revision"],
         )
-        self.applied_index = doc["applied_index"]
+        self.applied_index = head["applied_index"]
 
 
 class KVSnapshot:
@@ -110,19 +117,24 @@ class KVSnapshot:
         self._view = view
 
     def serialize(self) -> bytes:
-        """orjson text; bytes travel as latin-1 strings (one code point per byte, exact round trip)."""
+        """JSON lines: a header, then chunks of base key-values and of history.
+
+        Bytes travel as latin-1 strings (one code point per byte, an exact round trip). Chunks keep each
+        orjson call short: it holds the GIL while it runs, and this runs beside the event loop.
+        """
         view = self._view
-        return orjson.dumps(
-            {
-                "format": SNAPSHOT_FORMAT,
-                "applied_index": self.index,
-                "revision": view.revision,
-                "compact_revision": view.compact_revision,
-                "base_revision": view.base_revision,
-                "base": [_kv_to_wire(kv) for kv in view.base()],
-                "history": [[rev, _events_to_wire(events)] for rev, events in view.history()],
-            }
-        )
+        head = {
+            "format": SNAPSHOT_FORMAT,
+            "applied_index": self.index,
+            "revision": view.revision,
+            "compact_revision": view.compact_revision,
+            "base_revision": view.base_revision,
+        }
+        lines = [orjson.dumps(head)]
+        lines += (orjson.dumps(["base", chunk]) for chunk in _chunks(map(_kv_to_wire, view.base())))
+        history = ([rev, _events_to_wire(events)] for rev, events in view.history())
+        lines += (orjson.dumps(["history", chunk]) for chunk in _chunks(history))
+        return b"\n".join(lines)
 
     def release(self) -> None:
         self._view.release()
@@ -144,6 +156,18 @@ def _kv_from_wire(wire: list[object]) -> KeyValue:
 
 
 _EVENT_FIELDS = 7
+SNAPSHOT_CHUNK = 1000
+
+
+def _chunks(items: Iterator[list[object]]) -> Iterator[list[list[object]]]:
+    chunk: list[list[object]] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == SNAPSHOT_CHUNK:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
 
 
 def _events_to_wire(events: list[Event]) -> list[object]:
