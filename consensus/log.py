@@ -7,6 +7,7 @@ protocol, so the server does not change when replication arrives.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -16,8 +17,10 @@ class SnapshotSource(Protocol):
 
     index: int  # the last applied index the snapshot includes
 
-    def serialize(self) -> bytes:
-        """The snapshot's bytes; may run on a worker thread while entries keep being applied."""
+    def chunks(self) -> list[tuple[str, Callable[[], bytes]]]:
+        """The snapshot as named chunks whose concatenation is its data. Equal names mean equal bytes,
+        so chunks already stored need not be produced again; producing may run on a worker thread
+        while entries keep being applied."""
         ...
 
     def release(self) -> None:

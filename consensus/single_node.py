@@ -141,7 +141,7 @@ class SingleNodeLog:
             last_index=self._last_index,
             commit_index=self._state_machine.applied_index,
             applied_index=self._state_machine.applied_index,
-            storage_bytes=wal_bytes + sum(p.stat().st_size for p in self._snap_dir.glob("*.snap")),
+            storage_bytes=wal_bytes + self._snapshots.size_bytes(),
         )
 
     # -- the write loop ----------------------------------------------------------------------------
@@ -203,17 +203,18 @@ class SingleNodeLog:
         loop = asyncio.get_running_loop()
         try:
             source = self._state_machine.snapshot()
+            term = self._term
             try:
-                data = await loop.run_in_executor(self._snapshot_thread, source.serialize)
+                saved = await loop.run_in_executor(
+                    self._snapshot_thread, self._snapshots.save_chunks, source.index, term, source.chunks()
+                )
             finally:
                 source.release()
-            term = self._term
-            await loop.run_in_executor(self._snapshot_thread, self._snapshots.save, source.index, term, data)
             previous = self._last_snapshot_index()
             self._snapshot_indexes = [previous, source.index] if previous else [source.index]
             if previous:
                 await loop.run_in_executor(self._disk, self._trim_wal, previous, term)
-            logger.info("snapshot at index %d (%d bytes)", source.index, len(data))
+            logger.info("snapshot at index %d (%s)", source.index, saved.name)
         except Exception:  # noqa: BLE001 - a failed snapshot leaves the WAL whole; try again later
             logger.exception("snapshot failed")
         finally:

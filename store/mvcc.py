@@ -292,9 +292,10 @@ class StoreView:
             if index is not None and (kv := index.at(at)) is not None:
                 yield kv
 
-    def history(self) -> Iterator[tuple[int, list[Event]]]:
+    def history(self, first: int = 0, last: int = 0) -> Iterator[tuple[int, list[Event]]]:
+        """The events of revisions [first, last] (default: all the view holds)."""
         history = self._store._history
-        for rev in range(self.base_revision, self.revision + 1):
+        for rev in range(max(first, self.base_revision), min(last or self.revision, self.revision) + 1):
             yield rev, history[rev]
 
     def release(self) -> None:

@@ -8,7 +8,8 @@ compacted revision, an unknown lease) changes nothing and its error is the resul
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from functools import partial
 from typing import Any
 
 import orjson
@@ -91,7 +92,7 @@ class KVStateMachine:
         head = orjson.loads(next(lines, b"{}"))
         if head.get("format") != SNAPSHOT_FORMAT:
             raise ValueError(f"unknown snapshot format {head.get('format')!r}")
-        chunks = [orjson.loads(line) for line in lines]
+        chunks = [orjson.loads(line) for line in lines if line]
         self.store = MVCCStore.rebuild(
             base_revision=head["base_revision"],
             base=(_kv_from_wire(kv) for kind, items in chunks if kind == "base" for kv in items),
@@ -108,7 +109,13 @@ class KVStateMachine:
 
 
 class KVSnapshot:
-    """A snapshot of the state machine at `index`, serialized from a store view (see MVCCStore.view)."""
+    """A snapshot of the state machine at `index`, read from a store view (see MVCCStore.view).
+
+    The data is JSON lines: a header, the base key-values, then the history. It comes in chunks: the
+    header, the base (named by its revision) and the history in blocks of revisions (named by their
+    range). A block of history never changes once written, so successive snapshots share all but the
+    newest blocks. Bytes travel as latin-1 strings (one code point per byte, an exact round trip).
+    """
 
     __slots__ = ("index", "_view")
 
@@ -116,12 +123,23 @@ class KVSnapshot:
         self.index = index
         self._view = view
 
-    def serialize(self) -> bytes:
-        """JSON lines: a header, then chunks of base key-values and of history.
+    def chunks(self) -> list[tuple[str, Callable[[], bytes]]]:
+        view = self._view
+        chunks: list[tuple[str, Callable[[], bytes]]] = [
+            (f"kv-head-{self.index:016x}", self._head),
+            (f"kv-base-{view.base_revision:016x}", self._base),
+        ]
+        first = view.base_revision
+        while first <= view.revision:
+            last = min((first // HISTORY_BLOCK + 1) * HISTORY_BLOCK - 1, view.revision)
+            chunks.append((f"kv-hist-{first:016x}-{last:016x}", partial(self._history, first, last)))
+            first = last + 1
+        return chunks
 
-        Bytes travel as latin-1 strings (one code point per byte, an exact round trip). Chunks keep each
-        orjson call short: it holds the GIL while it runs, and this runs beside the event loop.
-        """
+    def serialize(self) -> bytes:
+        return b"".join(produce() for _, produce in self.chunks())
+
+    def _head(self) -> bytes:
         view = self._view
         head = {
             "format": SNAPSHOT_FORMAT,
@@ -130,11 +148,15 @@ class KVSnapshot:
             "compact_revision": view.compact_revision,
             "base_revision": view.base_revision,
         }
-        lines = [orjson.dumps(head)]
-        lines += (orjson.dumps(["base", chunk]) for chunk in _chunks(map(_kv_to_wire, view.base())))
-        history = ([rev, _events_to_wire(events)] for rev, events in view.history())
-        lines += (orjson.dumps(["history", chunk]) for chunk in _chunks(history))
-        return b"\n".join(lines)
+        return orjson.dumps(head) + b"\n"
+
+    def _base(self) -> bytes:
+        # Each orjson call stays short: it holds the GIL, and this runs beside the event loop.
+        return b"".join(orjson.dumps(["base", c]) + b"\n" for c in _chunks(map(_kv_to_wire, self._view.base())))
+
+    def _history(self, first: int, last: int) -> bytes:
+        revisions = ([rev, _events_to_wire(events)] for rev, events in self._view.history(first, last))
+        return b"".join(orjson.dumps(["history", c]) + b"\n" for c in _chunks(revisions))
 
     def release(self) -> None:
         self._view.release()
@@ -156,7 +178,8 @@ def _kv_from_wire(wire: list[object]) -> KeyValue:
 
 
 _EVENT_FIELDS = 7
-SNAPSHOT_CHUNK = 1000
+SNAPSHOT_CHUNK = 1000  # items per JSON line
+HISTORY_BLOCK = 10_000  # revisions per history chunk
 
 
 def _chunks(items: Iterator[list[object]]) -> Iterator[list[list[object]]]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -37,8 +38,8 @@ class Snap:
     def __init__(self, index: int, data: bytes) -> None:
         self.index, self._data, self.released = index, data, False
 
-    def serialize(self) -> bytes:
-        return self._data
+    def chunks(self) -> list[tuple[str, Callable[[], bytes]]]:
+        return [(f"recorder-{self.index}", lambda: self._data)]
 
     def release(self) -> None:
         self.released = True

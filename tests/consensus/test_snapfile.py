@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from corral.consensus.snapfile import MAGIC, Snapshot, SnapshotFiles
 
 
-def names(directory: Path, pattern: str = "*") -> list[str]:
+def names(directory: Path, pattern: str = "*.snap*") -> list[str]:
     return sorted(p.name for p in directory.glob(pattern))
 
 
@@ -24,6 +25,7 @@ def test_save_and_load_round_trip(tmp_path: Path) -> None:
     assert path.name == "0000000000000003-000000000000002a.snap"
     assert path.read_bytes().startswith(MAGIC)
     assert names(tmp_path) == [path.name]  # no .tmp left behind
+    assert len(names(tmp_path / "chunks", "*")) == 1
     assert SnapshotFiles(tmp_path).load_newest() == Snapshot(42, 3, b"state bytes \x00\xff")
 
 
@@ -121,3 +123,36 @@ def test_unrelated_files_are_ignored(tmp_path: Path) -> None:
     files.save(3, 1, b"three")
     assert files.load_newest() == Snapshot(3, 1, b"three")
     assert (tmp_path / "notes.txt").exists() and (tmp_path / "zz.snap").exists()
+
+
+def test_chunks_already_on_disk_are_not_written_again(tmp_path: Path) -> None:
+    files = SnapshotFiles(tmp_path)
+    produced: list[str] = []
+
+    def chunk(name: str, data: bytes) -> tuple[str, Callable[[], bytes]]:
+        def produce() -> bytes:
+            produced.append(name)
+            return data
+
+        return name, produce
+
+    files.save_chunks(10, 1, [chunk("head-10", b"h10|"), chunk("hist-1", b"one|")])
+    files.save_chunks(20, 1, [chunk("head-20", b"h20|"), chunk("hist-1", b"one|"), chunk("hist-2", b"two|")])
+    assert produced == ["head-10", "hist-1", "head-20", "hist-2"]
+    assert files.load_newest() == Snapshot(20, 1, b"h20|one|two|")
+
+
+def test_a_broken_chunk_falls_back_to_an_older_snapshot(tmp_path: Path) -> None:
+    files = SnapshotFiles(tmp_path)
+    files.save_chunks(10, 1, [("a", lambda: b"A")])
+    files.save_chunks(20, 1, [("a", lambda: b"A"), ("b", lambda: b"B")])
+    chunk = tmp_path / "chunks" / "b.chunk"
+    chunk.write_bytes(chunk.read_bytes()[:-1] + b"X")
+    assert files.load_newest() == Snapshot(10, 1, b"A")
+
+
+def test_chunks_no_kept_snapshot_uses_are_deleted(tmp_path: Path) -> None:
+    files = SnapshotFiles(tmp_path, keep=1)
+    files.save_chunks(10, 1, [("old", lambda: b"O"), ("shared", lambda: b"S")])
+    files.save_chunks(20, 1, [("shared", lambda: b"S"), ("new", lambda: b"N")])
+    assert names(tmp_path / "chunks", "*") == ["new.chunk", "shared.chunk"]

@@ -225,3 +225,29 @@ StoreVersusModel.TestCase.settings = settings(
     suppress_health_check=[HealthCheck.too_slow],
 )
 test_store_matches_model = StoreVersusModel.TestCase
+
+
+def test_successive_snapshots_share_their_history_chunks() -> None:
+    from corral.store.commands import encode
+    from corral.store.state_machine import HISTORY_BLOCK
+    from corral.store.types import PutRequest
+
+    machine = KVStateMachine()
+    for i in range(2 * HISTORY_BLOCK + 10):
+        command = PutRequest(b"k%d" % (i % 100), b"v")
+        machine.apply(i + 1, encode(command), command)
+    first = machine.snapshot()
+    names_first = [name for name, _ in first.chunks()]
+    first.release()
+    for i in range(HISTORY_BLOCK):
+        command = PutRequest(b"k%d" % (i % 100), b"w")
+        machine.apply(machine.applied_index + 1, encode(command), command)
+    second = machine.snapshot()
+    names_second = [name for name, _ in second.chunks()]
+    assert names_first[2:4] == names_second[2:4]  # the two complete blocks are the same chunks
+    assert len(set(names_second) - set(names_first)) == 3  # head, the finished block, the new partial one
+    copy = KVStateMachine()
+    copy.restore(second.serialize())
+    second.release()
+    assert copy.store.range(b"k", b"l") == machine.store.range(b"k", b"l")
+    assert copy.applied_index == machine.applied_index
