@@ -31,8 +31,12 @@ def create_app(server: CorralServer) -> Gateway:
                         media_type="text/plain")  # fmt: skip
 
     async def health(request: Request) -> Response:
-        # etcd writes this JSON without a content type, so Go labels it text/plain
-        return get_only(request) or Response(b'{"health":"true"}', headers=_CORS, media_type="text/plain")
+        # etcd writes this JSON without a content type, so Go labels it text/plain; no leader is a 503
+        if (refused := get_only(request)) is not None:
+            return refused
+        if server.log.status().leader_id:
+            return Response(b'{"health":"true"}', headers=_CORS, media_type="text/plain")
+        return Response(b'{"health":"false"}', 503, headers=_CORS, media_type="text/plain")
 
     async def version(request: Request) -> Response:
         return get_only(request) or JSONResponse(server.version(), headers=_CORS)

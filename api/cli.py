@@ -55,6 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     _flag(parser, "snapshot-count", DEFAULT_SNAPSHOT_COUNT, "applied entries between snapshots", int)
     _flag(parser, "max-request-bytes", DEFAULT_MAX_REQUEST_BYTES, "largest request a client may send", int)
     _flag(parser, "max-txn-ops", DEFAULT_MAX_TXN_OPS, "most operations in one txn", int)
+    _flag(parser, "heartbeat-interval", 100, "time (in milliseconds) of a heartbeat interval", int)
+    _flag(parser, "election-timeout", 1000, "time (in milliseconds) for an election to timeout", int)
     _flag(parser, "log-level", "info", "debug, info, warn or error")
     return parser
 
@@ -90,6 +92,8 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         snapshot_count=args.snapshot_count,
         max_request_bytes=args.max_request_bytes,
         max_txn_ops=args.max_txn_ops,
+        heartbeat_interval_ms=args.heartbeat_interval,
+        election_timeout_ms=args.election_timeout,
     )
 
 

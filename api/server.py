@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from corral import __version__
+from corral.consensus.log import ReplicatedLog
+from corral.consensus.raft_driver import RaftNode, RaftSettings
 from corral.consensus.single_node import DEFAULT_SNAPSHOT_COUNT, SingleNodeLog
 
 __all__ = ["DEFAULT_SNAPSHOT_COUNT", "DEFAULT_MAX_TXN_OPS", "CorralServer", "ServerConfig"]
@@ -34,6 +36,8 @@ class ServerConfig:
     snapshot_count: int = DEFAULT_SNAPSHOT_COUNT
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
     max_txn_ops: int = DEFAULT_MAX_TXN_OPS
+    heartbeat_interval_ms: int = 100
+    election_timeout_ms: int = 1000
 
     def cluster(self) -> dict[str, tuple[str, ...]]:
         return self.initial_cluster or {self.name: self.initial_advertise_peer_urls}
@@ -56,7 +60,21 @@ class CorralServer:
         self.member_id = self.member_ids.get(config.name) or _id(config.name, token)
         self.cluster_id = _id(*(str(i) for i in sorted(self.member_ids.values())), token)
         self.state = KVStateMachine()
-        self.log = SingleNodeLog(config.data_dir, self.state, self.member_id, config.snapshot_count)
+        self.log: ReplicatedLog
+        if len(cluster) > 1:
+            peers = {self.member_ids[name]: urls[0] for name, urls in cluster.items()}
+            settings = RaftSettings(
+                member_id=self.member_id,
+                peers=peers,
+                listen_peer_url=config.listen_peer_urls[0],
+                snapshot_count=config.snapshot_count,
+                tick_seconds=config.heartbeat_interval_ms / 1000,
+                election_ticks=max(2, config.election_timeout_ms // config.heartbeat_interval_ms),
+            )
+            self.log = RaftNode(config.data_dir, self.state, settings)
+        else:
+            # One member needs no agreement: a WAL with group commit is the whole log.
+            self.log = SingleNodeLog(config.data_dir, self.state, self.member_id, config.snapshot_count)
         self._cluster_id_text = str(self.cluster_id)
         self._member_id_text = str(self.member_id)
 

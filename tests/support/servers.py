@@ -42,12 +42,16 @@ class ServerProcess:
     env: dict[str, str] = field(default_factory=dict)
 
     def start(self, timeout: float = 20.0) -> None:
+        self.spawn()
+        self.wait_healthy(timeout)
+
+    def spawn(self) -> None:
+        """Start the process without waiting for it (cluster members wait for each other)."""
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             self.args, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **self.env}, cwd=REPO_ROOT
         )
         log.close()
-        self.wait_healthy(timeout)
 
     def wait_healthy(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -142,3 +146,29 @@ def running(server: ServerProcess, timeout: float = 20.0) -> Iterator[ServerProc
         yield server
     finally:
         server.kill()
+
+
+def corral_cluster(base_dir: Path, size: int = 3, extra: list[str] | None = None) -> list[ServerProcess]:
+    """`size` Corral members on loopback that form one Raft cluster (not started)."""
+    names = [f"n{i + 1}" for i in range(size)]
+    client_ports = {name: free_port() for name in names}
+    peer_urls = {name: f"http://127.0.0.1:{free_port()}" for name in names}
+    initial = ",".join(f"{name}={url}" for name, url in peer_urls.items())
+    members = []
+    for name in names:
+        url = f"http://127.0.0.1:{client_ports[name]}"
+        data_dir = base_dir / name
+        args = [
+            sys.executable, "-m", "corral",
+            "--name", name,
+            "--data-dir", str(data_dir),
+            "--listen-client-urls", url,
+            "--advertise-client-urls", url,
+            "--listen-peer-urls", peer_urls[name],
+            "--initial-advertise-peer-urls", peer_urls[name],
+            "--initial-cluster", initial,
+            "--initial-cluster-token", "corral-test",
+            *(extra or []),
+        ]  # fmt: skip
+        members.append(ServerProcess("corral", url, data_dir, args, base_dir / f"{name}.log"))
+    return members

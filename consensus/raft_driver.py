@@ -1,0 +1,483 @@
+"""The Raft-replicated log: an asyncio driver around the pure Raft core.
+
+It feeds the core ticks, peer messages and proposals, and works each `Ready` in the order the core
+requires: persist (entries, hard state, snapshot: one WAL write and an fdatasync on the disk thread), then
+send messages, then apply committed entries and serve read states, then advance. Proposals carry a
+request id so that whichever node proposed a command (a follower forwards it to the leader) is woken
+when the command is applied there. Linearizable reads use ReadIndex, batched: all reads waiting when a
+round starts share it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import random
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import orjson
+
+from . import wal as wal_records
+from .log import LogClosed, LogError, LogFailed, LogStatus, SnapshotSource, StateMachine
+from .raft import (
+    NONE,
+    ConfChange,
+    ConfState,
+    Entry,
+    EntryType,
+    HardState,
+    Message,
+    MessageType,
+    ProposalDropped,
+    RaftConfig,
+    RawNode,
+    Ready,
+    Snapshot,
+    SnapshotMeta,
+)
+from .raft.storage import MemoryStorage
+from .snapfile import SnapshotFiles
+from .transport import PeerTransport
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_TICK_SECONDS = 0.1  # etcd's default heartbeat interval
+DEFAULT_ELECTION_TICKS = 10  # etcd's default election timeout: 1 s
+DEFAULT_REQUEST_TIMEOUT = 7.0  # etcd: 5 s + 2 election timeouts
+SNAPSHOT_CATCH_UP_ENTRIES = 5000  # entries kept after a snapshot for slow followers (as etcd)
+_REQUEST_ID_BYTES = 16  # member id and a counter: unique across the cluster
+
+
+class NoLeader(LogError):
+    """No leader is known, so the proposal could not be placed."""
+
+
+class LogTimeout(LogError):
+    """The request did not complete in time; it may still be applied later."""
+
+
+@dataclass(frozen=True, slots=True)
+class RaftSettings:
+    member_id: int
+    peers: dict[int, str]  # every voting member's id -> peer URL, this member included
+    listen_peer_url: str
+    snapshot_count: int
+    tick_seconds: float = DEFAULT_TICK_SECONDS
+    election_ticks: int = DEFAULT_ELECTION_TICKS
+    request_timeout: float = DEFAULT_REQUEST_TIMEOUT
+
+
+class RaftNode:
+    """A member's replicated log (the `ReplicatedLog` protocol) backed by Raft."""
+
+    def __init__(self, data_dir: Path, state_machine: StateMachine, settings: RaftSettings) -> None:
+        self._settings = settings
+        self._state_machine = state_machine
+        self._wal_dir = data_dir / "member" / "wal"
+        self._snap_dir = data_dir / "member" / "snap"
+        self._snapshots = SnapshotFiles(self._snap_dir)
+        self._disk = ThreadPoolExecutor(max_workers=1, thread_name_prefix="corral-wal")
+        self._snapshot_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="corral-snapshot")
+        self._storage = MemoryStorage.with_members(sorted(settings.peers))
+        self._node: RawNode | None = None
+        self._wal: wal_records.WAL | None = None
+        self._transport: PeerTransport | None = None
+        self._wakeup = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._waiters: dict[bytes, tuple[asyncio.Future[object], object]] = {}
+        self._request_ids = itertools.count(1)
+        self._reads_waiting: list[asyncio.Future[int]] = []
+        self._reads_in_flight: dict[bytes, list[asyncio.Future[int]]] = {}
+        self._applied_waiters: list[tuple[int, asyncio.Future[None]]] = []
+        self._term = 0
+        self._leader = NONE
+        self._commit = 0
+        self._snapshot_index = 0
+        self._snapshot_indexes: list[int] = []
+        self._snapshotting: asyncio.Task[None] | None = None
+        self._failure: BaseException | None = None
+        self._closed = False
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        applied = await loop.run_in_executor(self._disk, self._recover)
+        config = RaftConfig(
+            id=self._settings.member_id,
+            rng=random.Random(),
+            election_tick=self._settings.election_ticks,
+            heartbeat_tick=1,
+            applied=applied,
+        )
+        config.validate()
+        self._node = RawNode(config, self._storage)
+        peers = {pid: url for pid, url in self._settings.peers.items() if pid != self._settings.member_id}
+        self._transport = PeerTransport(
+            self._settings.member_id, self._settings.listen_peer_url, peers, self._on_message, self._on_unreachable
+        )
+        await self._transport.start()
+        self._tasks = [
+            asyncio.create_task(self._run(), name="corral-raft-ready"),
+            asyncio.create_task(self._tick(), name="corral-raft-tick"),
+        ]
+        self._wakeup.set()
+
+    def _recover(self) -> int:
+        """Rebuild storage and state from the newest snapshot and the WAL; return the applied index."""
+        applied = 0
+        snapshot = self._snapshots.load_newest()
+        if snapshot is not None:
+            self._state_machine.restore(snapshot.data)
+            conf = self._load_conf(snapshot.index) or self._storage.snapshot().meta.conf_state
+            self._storage.apply_snapshot(Snapshot(SnapshotMeta(snapshot.index, snapshot.term, conf)))
+            self._snapshot_indexes.append(snapshot.index)
+            applied = snapshot.index
+        wal, contents = wal_records.WAL.open(self._wal_dir)
+        if contents.truncated_bytes:
+            logger.warning("WAL had a torn or corrupt tail: dropped %d bytes", contents.truncated_bytes)
+        state = contents.state
+        self._storage.set_hard_state(HardState(state.term, state.vote, state.commit))
+        self._storage.append([_from_wal(entry) for entry in contents.entries])
+        self._term = state.term
+        self._wal = wal
+        logger.info("recovered: snapshot at %d, log to %d, term %d", applied, self._storage.last_index(), state.term)
+        return applied
+
+    async def close(self) -> None:
+        self._closed = True
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            try:
+                await task
+            except (asyncio.CancelledError, Exception):  # noqa: BLE001 - shutting down
+                pass
+        self._tasks = []
+        if self._snapshotting is not None:
+            await self._snapshotting
+        if self._transport is not None:
+            await self._transport.close()
+        self._fail_waiters(LogClosed("the log is closed"))
+        loop = asyncio.get_running_loop()
+        if self._wal is not None:
+            await loop.run_in_executor(self._disk, self._wal.close)
+        self._disk.shutdown(wait=True)
+        self._snapshot_thread.shutdown(wait=True)
+
+    # -- the ReplicatedLog protocol ----------------------------------------------------------------
+
+    @property
+    def term(self) -> int:
+        return self._term
+
+    async def propose(self, data: bytes, decoded: object | None = None) -> object:
+        node = self._ready_node()
+        request_id = self._next_id()
+        future: asyncio.Future[object] = asyncio.get_running_loop().create_future()
+        self._waiters[request_id] = (future, decoded)
+        try:
+            node.propose(request_id + data)
+        except ProposalDropped as exc:
+            del self._waiters[request_id]
+            raise NoLeader("no leader") from exc
+        self._wakeup.set()
+        try:
+            return await asyncio.wait_for(future, self._settings.request_timeout)
+        except TimeoutError:
+            raise LogTimeout("request timed out") from None
+        finally:
+            self._waiters.pop(request_id, None)
+
+    async def read_barrier(self) -> None:
+        """ReadIndex: learn the leader's commit index after it confirms leadership, then wait until
+        this member has applied that far."""
+        self._ready_node()
+        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._reads_waiting.append(future)
+        if not self._reads_in_flight:
+            self._start_read_round()
+        try:
+            index = await asyncio.wait_for(future, self._settings.request_timeout)
+        except TimeoutError:
+            raise LogTimeout("request timed out") from None
+        await self._wait_applied(index)
+
+    def status(self) -> LogStatus:
+        return LogStatus(
+            member_id=self._settings.member_id,
+            leader_id=self._leader,
+            term=self._term,
+            last_index=self._storage.last_index(),
+            commit_index=self._commit,
+            applied_index=self._state_machine.applied_index,
+            storage_bytes=(self._wal.size_bytes if self._wal else 0) + self._snapshots.size_bytes(),
+        )
+
+    def campaign(self) -> None:
+        """Start an election now (tests and tools; elections otherwise start on their own)."""
+        self._ready_node().campaign()
+        self._wakeup.set()
+
+    # -- inputs ------------------------------------------------------------------------------------
+
+    def _ready_node(self) -> RawNode:
+        if self._failure is not None:
+            raise LogFailed(f"storage failed: {self._failure}")
+        if self._closed or self._node is None:
+            raise LogClosed("the log is closed")
+        return self._node
+
+    def _next_id(self) -> bytes:
+        return self._settings.member_id.to_bytes(8, "big") + next(self._request_ids).to_bytes(8, "big")
+
+    def _on_message(self, message: Message) -> None:
+        if self._node is None or self._closed:
+            return
+        try:
+            self._node.step(message)
+        except Exception:  # noqa: BLE001 - a bad peer message must not stop the member
+            logger.exception("dropping message %s from %d", message.type, message.frm)
+            return
+        self._wakeup.set()
+
+    def _on_unreachable(self, peer: int) -> None:
+        if self._node is not None and not self._closed:
+            self._node.report_unreachable(peer)
+            self._wakeup.set()
+
+    async def _tick(self) -> None:
+        interval = self._settings.tick_seconds
+        next_tick = time.monotonic()
+        while True:
+            next_tick += interval
+            await asyncio.sleep(max(0.0, next_tick - time.monotonic()))
+            assert self._node is not None
+            self._node.tick()
+            self._wakeup.set()
+
+    def _start_read_round(self) -> None:
+        if not self._reads_waiting or self._node is None:
+            return
+        context = self._next_id()
+        self._reads_in_flight[context] = self._reads_waiting
+        self._reads_waiting = []
+        self._node.read_index(context)
+        self._wakeup.set()
+
+    # -- the Ready loop ----------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        assert self._node is not None
+        node = self._node
+        loop = asyncio.get_running_loop()
+        while not self._closed:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            while node.has_ready() and self._failure is None:
+                ready = node.ready()
+                try:
+                    await loop.run_in_executor(self._disk, self._persist, ready)
+                except Exception as exc:  # noqa: BLE001 - storage failure: stop taking writes
+                    logger.exception("WAL write failed; refusing further writes")
+                    self._failure = exc
+                    self._fail_waiters(LogFailed(f"storage failed: {exc}"))
+                    return
+                self._after_persist(ready)
+                self._send(ready.messages)
+                self._apply(ready)
+                node.advance(ready)
+                self._maybe_snapshot()
+
+    def _persist(self, ready: Ready) -> None:
+        """On the disk thread: the snapshot, the entries and the hard state, durable before any send."""
+        wal = self._wal
+        assert wal is not None
+        snapshot = ready.snapshot
+        if snapshot is not None:
+            self._snapshots.save(snapshot.meta.index, snapshot.meta.term, snapshot.data)
+            self._save_conf(snapshot.meta.index, snapshot.meta.conf_state)
+            wal.mark_snapshot(snapshot.meta.index, snapshot.meta.term)
+        if ready.entries:
+            wal.append_entries([_to_wal(entry) for entry in ready.entries])
+        if ready.hard_state is not None:
+            hard = ready.hard_state
+            wal.save_state(wal_records.HardState(hard.term, hard.vote, hard.commit))
+        if ready.must_sync or snapshot is not None:
+            wal.sync()
+
+    def _after_persist(self, ready: Ready) -> None:
+        storage = self._storage
+        if ready.snapshot is not None:
+            storage.apply_snapshot(replace(ready.snapshot, data=b""))
+            self._state_machine.restore(ready.snapshot.data)
+            self._snapshot_indexes = [ready.snapshot.meta.index]
+        if ready.entries:
+            storage.append(ready.entries)
+        if ready.hard_state is not None:
+            storage.set_hard_state(ready.hard_state)
+            self._term = ready.hard_state.term
+            self._commit = ready.hard_state.commit
+        if ready.soft_state is not None:
+            if ready.soft_state.lead != self._leader:
+                logger.info("leader is now %x (term %d)", ready.soft_state.lead, self._term)
+            self._leader = ready.soft_state.lead
+
+    def _send(self, messages: tuple[Message, ...]) -> None:
+        if not messages or self._transport is None:
+            return
+        plain = [m for m in messages if m.type is not MessageType.SNAP]
+        if plain:
+            self._transport.send(plain)
+        for message in messages:
+            if message.type is MessageType.SNAP:
+                asyncio.get_running_loop().create_task(self._send_snapshot(message))
+
+    async def _send_snapshot(self, message: Message) -> None:
+        """The core's snapshot carries only metadata; attach the state from the snapshot files."""
+        assert message.snapshot is not None and self._node is not None and self._transport is not None
+        loop = asyncio.get_running_loop()
+        stored = await loop.run_in_executor(self._snapshot_thread, self._snapshots.load_newest)
+        if stored is None or stored.index != message.snapshot.meta.index:
+            self._node.report_snapshot(message.to, False)
+        else:
+            full = replace(message.snapshot, data=stored.data)
+            self._transport.send([replace(message, snapshot=full)])
+            self._node.report_snapshot(message.to, True)
+        self._wakeup.set()
+
+    def _apply(self, ready: Ready) -> None:
+        assert self._node is not None
+        apply = self._state_machine.apply
+        for entry in ready.committed_entries:
+            if entry.type is EntryType.CONF_CHANGE:
+                self._node.apply_conf_change(ConfChange.decode(entry.data))
+                apply(entry.index, b"")
+                continue
+            if not entry.data:
+                apply(entry.index, b"")  # a new leader's no-op
+                continue
+            request_id, data = entry.data[:_REQUEST_ID_BYTES], entry.data[_REQUEST_ID_BYTES:]
+            waiter = self._waiters.pop(request_id, None)
+            try:
+                result = apply(entry.index, data, waiter[1] if waiter else None)
+            except Exception as exc:  # noqa: BLE001 - a bug in apply must not take the member down
+                logger.exception("applying entry %d failed", entry.index)
+                if waiter and not waiter[0].done():
+                    waiter[0].set_exception(exc)
+                continue
+            if waiter and not waiter[0].done():
+                waiter[0].set_result(result)
+        for read in ready.read_states:
+            for future in self._reads_in_flight.pop(read.context, []):
+                if not future.done():
+                    future.set_result(read.index)
+            self._start_read_round()
+        self._wake_applied()
+
+    async def _wait_applied(self, index: int) -> None:
+        if self._state_machine.applied_index >= index:
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._applied_waiters.append((index, future))
+        try:
+            await asyncio.wait_for(future, self._settings.request_timeout)
+        except TimeoutError:
+            raise LogTimeout("request timed out") from None
+
+    def _wake_applied(self) -> None:
+        applied = self._state_machine.applied_index
+        still_waiting = []
+        for index, future in self._applied_waiters:
+            if index <= applied:
+                if not future.done():
+                    future.set_result(None)
+            else:
+                still_waiting.append((index, future))
+        self._applied_waiters = still_waiting
+
+    def _fail_waiters(self, error: LogError) -> None:
+        futures: list[asyncio.Future[object] | asyncio.Future[int] | asyncio.Future[None]] = [
+            future for future, _ in self._waiters.values()
+        ]
+        futures += self._reads_waiting
+        for batch in self._reads_in_flight.values():
+            futures += batch
+        futures += [future for _, future in self._applied_waiters]
+        for future in futures:
+            if not future.done():
+                future.set_exception(error)
+
+    # -- snapshots ---------------------------------------------------------------------------------
+
+    def _maybe_snapshot(self) -> None:
+        applied = self._state_machine.applied_index
+        last = self._snapshot_indexes[-1] if self._snapshot_indexes else 0
+        if applied - last >= self._settings.snapshot_count and self._snapshotting is None:
+            self._snapshotting = asyncio.get_running_loop().create_task(self._snapshot(), name="corral-snapshot")
+
+    async def _snapshot(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            assert self._node is not None
+            source: SnapshotSource = self._state_machine.snapshot()
+            conf = self._node.status().conf_state
+            term = self._storage.term(source.index)
+            try:
+                await loop.run_in_executor(self._snapshot_thread, self._save_snapshot, source, term, conf)
+            finally:
+                source.release()
+            self._storage.create_snapshot(source.index, conf, b"")
+            keep_from = source.index - SNAPSHOT_CATCH_UP_ENTRIES
+            if keep_from > self._storage.first_index():
+                self._storage.compact(keep_from)
+            previous = self._snapshot_indexes[-1] if self._snapshot_indexes else 0
+            self._snapshot_indexes = [previous, source.index] if previous else [source.index]
+            if previous:
+                await loop.run_in_executor(self._disk, self._trim_wal, min(previous, keep_from), term)
+        except Exception:  # noqa: BLE001 - a failed snapshot leaves the WAL whole; try again later
+            logger.exception("snapshot failed")
+        finally:
+            self._snapshotting = None
+
+    def _save_snapshot(self, source: SnapshotSource, term: int, conf: ConfState) -> None:
+        self._save_conf(source.index, conf)
+        self._snapshots.save_chunks(source.index, term, source.chunks())
+
+    def _trim_wal(self, index: int, term: int) -> None:
+        assert self._wal is not None
+        if index <= 0:
+            return
+        self._wal.mark_snapshot(index, term)
+        self._wal.sync()
+        self._wal.cut()
+        self._wal.release_to(index)
+
+    def _save_conf(self, index: int, conf: ConfState) -> None:
+        """The membership as of a snapshot, beside it (the snapshot files hold only the state)."""
+        path = self._snap_dir / f"conf-{index:016x}.json"
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_bytes(orjson.dumps({"voters": list(conf.voters), "learners": list(conf.learners)}))
+        tmp.replace(path)
+        for old in sorted(self._snap_dir.glob("conf-*.json"))[:-4]:
+            old.unlink()
+
+    def _load_conf(self, index: int) -> ConfState | None:
+        path = self._snap_dir / f"conf-{index:016x}.json"
+        try:
+            doc = orjson.loads(path.read_bytes())
+        except (FileNotFoundError, orjson.JSONDecodeError):
+            return None
+        return ConfState.of(doc["voters"], doc["learners"])
+
+
+def _to_wal(entry: Entry) -> wal_records.Entry:
+    return wal_records.Entry(entry.index, entry.term, bytes((entry.type.value,)) + entry.data)
+
+
+def _from_wal(entry: wal_records.Entry) -> Entry:
+    return Entry(entry.term, entry.index, entry.data[1:], EntryType(entry.data[0]))
