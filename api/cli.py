@@ -23,6 +23,7 @@ from . import runtime
 from .app import create_app
 from .server import (
     DEFAULT_MAX_REQUEST_BYTES,
+    SNAPSHOT_CATCH_UP_ENTRIES,
     DEFAULT_MAX_TXN_OPS,
     DEFAULT_SNAPSHOT_COUNT,
     CorralServer,
@@ -57,6 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     _flag(parser, "max-txn-ops", DEFAULT_MAX_TXN_OPS, "most operations in one txn", int)
     _flag(parser, "heartbeat-interval", 100, "time (in milliseconds) of a heartbeat interval", int)
     _flag(parser, "election-timeout", 1000, "time (in milliseconds) for an election to timeout", int)
+    _flag(parser, "experimental-snapshot-catchup-entries", SNAPSHOT_CATCH_UP_ENTRIES,
+          "entries kept after a snapshot for slow followers to catch up from", int)  # fmt: skip
     _flag(parser, "log-level", "info", "debug, info, warn or error")
     return parser
 
@@ -94,6 +97,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         max_txn_ops=args.max_txn_ops,
         heartbeat_interval_ms=args.heartbeat_interval,
         election_timeout_ms=args.election_timeout,
+        snapshot_catch_up_entries=args.experimental_snapshot_catchup_entries,
     )
 
 

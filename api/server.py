@@ -9,10 +9,16 @@ from typing import Any
 
 from corral import __version__
 from corral.consensus.log import ReplicatedLog
-from corral.consensus.raft_driver import RaftNode, RaftSettings
+from corral.consensus.raft_driver import SNAPSHOT_CATCH_UP_ENTRIES, RaftNode, RaftSettings
 from corral.consensus.single_node import DEFAULT_SNAPSHOT_COUNT, SingleNodeLog
 
-__all__ = ["DEFAULT_SNAPSHOT_COUNT", "DEFAULT_MAX_TXN_OPS", "CorralServer", "ServerConfig"]
+__all__ = [
+    "DEFAULT_SNAPSHOT_COUNT",
+    "DEFAULT_MAX_TXN_OPS",
+    "SNAPSHOT_CATCH_UP_ENTRIES",
+    "CorralServer",
+    "ServerConfig",
+]
 from corral.store.state_machine import KVStateMachine
 from corral.store.validation import DEFAULT_MAX_TXN_OPS
 
@@ -37,6 +43,7 @@ class ServerConfig:
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
     max_txn_ops: int = DEFAULT_MAX_TXN_OPS
     heartbeat_interval_ms: int = 100
+    snapshot_catch_up_entries: int = SNAPSHOT_CATCH_UP_ENTRIES
     election_timeout_ms: int = 1000
 
     def cluster(self) -> dict[str, tuple[str, ...]]:
@@ -70,6 +77,7 @@ class CorralServer:
                 snapshot_count=config.snapshot_count,
                 tick_seconds=config.heartbeat_interval_ms / 1000,
                 election_ticks=max(2, config.election_timeout_ms // config.heartbeat_interval_ms),
+                snapshot_catch_up_entries=config.snapshot_catch_up_entries,
             )
             self.log = RaftNode(config.data_dir, self.state, settings)
         else:

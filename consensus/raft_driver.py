@@ -69,6 +69,7 @@ class RaftSettings:
     tick_seconds: float = DEFAULT_TICK_SECONDS
     election_ticks: int = DEFAULT_ELECTION_TICKS
     request_timeout: float = DEFAULT_REQUEST_TIMEOUT
+    snapshot_catch_up_entries: int = SNAPSHOT_CATCH_UP_ENTRIES
 
 
 class RaftNode:
@@ -432,7 +433,7 @@ class RaftNode:
             finally:
                 source.release()
             self._storage.create_snapshot(source.index, conf, b"")
-            keep_from = source.index - SNAPSHOT_CATCH_UP_ENTRIES
+            keep_from = source.index - self._settings.snapshot_catch_up_entries
             if keep_from > self._storage.first_index():
                 self._storage.compact(keep_from)
             previous = self._snapshot_indexes[-1] if self._snapshot_indexes else 0

@@ -110,3 +110,76 @@ def test_a_member_without_quorum_accepts_no_writes(cluster: list[ServerProcess])
     response = post(lone, "/v3/kv/put", {"key": b64("nope"), "value": b64("z")}, timeout=15.0)
     assert response.status_code == 503, response.text
     assert response.json()["message"] in ("etcdserver: no leader", "etcdserver: request timed out")
+
+
+def test_a_member_far_behind_catches_up_through_a_snapshot(tmp_path: Path) -> None:
+    members = corral_cluster(
+        tmp_path, 3, extra=["--snapshot-count", "100", "--experimental-snapshot-catchup-entries", "20"]
+    )
+    for member in members:
+        member.spawn()
+    try:
+        leader = wait_for_leader(members)
+        lagging = next(m for m in members if m is not leader)
+        lagging.kill(signal.SIGKILL)
+        live = [m for m in members if m is not lagging]
+        for i in range(400):
+            response = post(live[i % 2], "/v3/kv/put", {"key": b64(f"k/{i % 50}"), "value": b64(str(i))})
+            assert response.status_code == 200, response.text
+        leader_snaps = list((leader.data_dir / "member" / "snap").glob("*.snap"))
+        assert leader_snaps, "the leader should have snapshotted and compacted its log"
+        lagging.start()
+        wait_for_leader(members)
+        assert value_at(lagging, "k/49") == "399"
+        log = lagging.log_tail(200)
+        assert list((lagging.data_dir / "member" / "snap").glob("*.snap")), log
+    finally:
+        for member in members:
+            member.kill()
+
+
+def test_a_paused_leader_steps_down_when_it_resumes(cluster: list[ServerProcess]) -> None:
+    leader = wait_for_leader(cluster)
+    assert leader.proc is not None
+    leader.proc.send_signal(signal.SIGSTOP)
+    try:
+        survivors = [m for m in cluster if m is not leader]
+        new_leader = wait_for_leader(survivors, timeout=10.0)
+        assert post(new_leader, "/v3/kv/put", {"key": b64("during-pause"), "value": b64("1")}).status_code == 200
+    finally:
+        leader.proc.send_signal(signal.SIGCONT)
+    assert wait_for_leader(cluster) is new_leader  # the old leader learned the newer term and followed
+    assert value_at(leader, "during-pause") == "1"
+
+
+def test_acknowledged_writes_survive_killing_the_leader_under_load(cluster: list[ServerProcess]) -> None:
+    import concurrent.futures
+
+    leader = wait_for_leader(cluster)
+    followers = [m for m in cluster if m is not leader]
+    acked: dict[str, str] = {}
+
+    def writer(worker: int) -> None:
+        with httpx.Client(timeout=10.0) as client:
+            for i in range(200):
+                key = f"load/{worker}/{i}"
+                target = followers[i % 2]
+                try:
+                    response = client.post(target.url + "/v3/kv/put", json={"key": b64(key), "value": b64(key)})
+                except httpx.HTTPError:
+                    continue
+                if response.status_code == 200:
+                    acked[key] = response.json()["header"]["revision"]
+
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        futures = [pool.submit(writer, w) for w in range(4)]
+        time.sleep(0.5)
+        leader.kill(signal.SIGKILL)
+        for future in futures:
+            future.result(timeout=120)
+    survivor = wait_for_leader(followers)
+    assert len(acked) > 100
+    for key, revision in acked.items():
+        response = post(survivor, "/v3/kv/range", {"key": b64(key)})
+        kvs = response.json().get("kvs")
+        assert kvs and kvs[0]["mod_revision"] == revision, (key, revision, response.text)
