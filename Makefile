@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DATA_DIR ?= ./data
 
-.PHONY: run test test-fast bench deps install clean lint
+.PHONY: run cluster test bench deps install clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,9 @@ deps:
 run: install
 	$(BIN)/corral --name default --data-dir $(DATA_DIR) \
 		--listen-client-urls http://127.0.0.1:2379 --advertise-client-urls http://127.0.0.1:2379
+
+cluster: install
+	bash scripts/cluster
 
 test: install deps
 	$(BIN)/python -m pytest -q
