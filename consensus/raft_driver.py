@@ -36,6 +36,7 @@ from .raft import (
     RaftConfig,
     RawNode,
     Ready,
+    Role,
     Snapshot,
     SnapshotMeta,
 )
@@ -50,6 +51,9 @@ DEFAULT_ELECTION_TICKS = 10  # etcd's default election timeout: 1 s
 DEFAULT_REQUEST_TIMEOUT = 7.0  # etcd: 5 s + 2 election timeouts
 SNAPSHOT_CATCH_UP_ENTRIES = 5000  # entries kept after a snapshot for slow followers (as etcd)
 _REQUEST_ID_BYTES = 16  # member id and a counter: unique across the cluster
+_LEADER_MESSAGES = frozenset(
+    {MessageType.APP, MessageType.HEARTBEAT, MessageType.SNAP, MessageType.TIMEOUT_NOW, MessageType.READ_INDEX_RESP}
+)
 
 
 class NoLeader(LogError):
@@ -96,6 +100,7 @@ class RaftNode:
         self._applied_waiters: list[tuple[int, asyncio.Future[None]]] = []
         self._term = 0
         self._leader = NONE
+        self._role = Role.FOLLOWER
         self._commit = 0
         self._snapshot_index = 0
         self._snapshot_indexes: list[int] = []
@@ -281,6 +286,12 @@ class RaftNode:
             self._wakeup.clear()
             while node.has_ready() and self._failure is None:
                 ready = node.ready()
+                # A leader may replicate while it writes its own log (Raft thesis §10.2.1): a follower's
+                # copy counts towards commit, and the leader's messages promise nothing about its disk.
+                # Anything else (votes, append acks) waits until the disk has what it promises.
+                early = self._may_send_before_persisting(ready)
+                if early:
+                    self._send(ready.messages)
                 try:
                     await loop.run_in_executor(self._disk, self._persist, ready)
                 except Exception as exc:  # noqa: BLE001 - storage failure: stop taking writes
@@ -289,10 +300,17 @@ class RaftNode:
                     self._fail_waiters(LogFailed(f"storage failed: {exc}"))
                     return
                 self._after_persist(ready)
-                self._send(ready.messages)
+                if not early:
+                    self._send(ready.messages)
                 self._apply(ready)
                 node.advance(ready)
                 self._maybe_snapshot()
+
+    def _may_send_before_persisting(self, ready: Ready) -> bool:
+        soft = ready.soft_state
+        role = soft.role if soft is not None else self._role
+        term_changes = ready.hard_state is not None and ready.hard_state.term != self._term
+        return role is Role.LEADER and not term_changes and all(m.type in _LEADER_MESSAGES for m in ready.messages)
 
     def _persist(self, ready: Ready) -> None:
         """On the disk thread: the snapshot, the entries and the hard state, durable before any send."""
@@ -324,6 +342,7 @@ class RaftNode:
             self._term = ready.hard_state.term
             self._commit = ready.hard_state.commit
         if ready.soft_state is not None:
+            self._role = ready.soft_state.role
             if ready.soft_state.lead != self._leader:
                 logger.info("leader is now %x (term %d)", ready.soft_state.lead, self._term)
             self._leader = ready.soft_state.lead

@@ -120,8 +120,9 @@ class Raft:
 
     def send(self, m: Message) -> None:
         """Queue `m` for the next Ready, stamping our id and, for most types, our term."""
+        stamps: dict[str, int] = {}
         if m.frm == NONE:
-            m = replace(m, frm=self.id)
+            stamps["frm"] = self.id
         if m.type in _VOTE_MESSAGES:
             # Vote traffic carries the term explicitly: a PreVote asks about a future term, and
             # a granted PreVote reply echoes it. (Only a rejection from a node that never saw a
@@ -133,8 +134,8 @@ class Raft:
                 raise InvariantViolation(f"term set ({m.term}) when sending {m.type.name}")
             # Forwarded requests keep term 0: they are local to whoever handles them.
             if m.type not in _FORWARDED:
-                m = replace(m, term=self.term)
-        self.msgs.append(m)
+                stamps["term"] = self.term
+        self.msgs.append(replace(m, **stamps) if stamps else m)  # one copy: replace() is not cheap
 
     # Role transitions.
 

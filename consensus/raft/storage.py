@@ -145,4 +145,5 @@ class MemoryStorage:
         offset = entries[0].index - self._offset()
         if offset > len(self._ents):
             raise InvariantViolation(f"missing log entries before {entries[0].index} (last {self.last_index()})")
-        self._ents = self._ents[:offset] + list(entries)
+        del self._ents[offset:]  # in place: appending at the end (the common case) copies nothing
+        self._ents.extend(entries)
