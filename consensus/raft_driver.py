@@ -105,6 +105,7 @@ class RaftNode:
         self._snapshot_index = 0
         self._snapshot_indexes: list[int] = []
         self._snapshotting: asyncio.Task[None] | None = None
+        self._snapshot_sends: set[asyncio.Task[None]] = set()
         self._failure: BaseException | None = None
         self._closed = False
 
@@ -166,6 +167,8 @@ class RaftNode:
         self._tasks = []
         if self._snapshotting is not None:
             await self._snapshotting
+        for task in list(self._snapshot_sends):
+            task.cancel()
         if self._transport is not None:
             await self._transport.close()
         self._fail_waiters(LogClosed("the log is closed"))
@@ -260,7 +263,9 @@ class RaftNode:
         interval = self._settings.tick_seconds
         next_tick = time.monotonic()
         while True:
-            next_tick += interval
+            # Ticks missed while the loop was busy are dropped, not replayed in a burst: a burst
+            # would look like an election timeout to a follower that is merely slow.
+            next_tick = max(next_tick + interval, time.monotonic())
             await asyncio.sleep(max(0.0, next_tick - time.monotonic()))
             assert self._node is not None
             self._node.tick()
@@ -355,7 +360,9 @@ class RaftNode:
             self._transport.send(plain)
         for message in messages:
             if message.type is MessageType.SNAP:
-                asyncio.get_running_loop().create_task(self._send_snapshot(message))
+                task = asyncio.get_running_loop().create_task(self._send_snapshot(message))
+                self._snapshot_sends.add(task)
+                task.add_done_callback(self._snapshot_sends.discard)
 
     async def _send_snapshot(self, message: Message) -> None:
         """The core's snapshot carries only metadata; attach the state from the snapshot files."""
