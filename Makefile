@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DATA_DIR ?= ./data
 
-.PHONY: run cluster test bench deps install clean
+.PHONY: run cluster test bench bench-cluster deps install clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,9 @@ test: install deps
 
 bench: install deps
 	$(BIN)/python -m benchmarks.run
+
+bench-cluster: install deps
+	$(BIN)/python -m benchmarks.run --cluster 3
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis

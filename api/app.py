@@ -7,6 +7,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from .cluster_routes import ClusterRoutes
 from .gateway import CORS_HEADERS, Gateway, UnaryHandler
 from .kv_routes import KVRoutes
 from .maintenance_routes import MaintenanceRoutes
@@ -20,7 +21,11 @@ BODY_SIZE_FACTOR = 3
 
 
 def create_app(server: CorralServer) -> Gateway:
-    routes: dict[str, UnaryHandler] = {**KVRoutes(server).routes(), **MaintenanceRoutes(server).routes()}
+    routes: dict[str, UnaryHandler] = {
+        **KVRoutes(server).routes(),
+        **MaintenanceRoutes(server).routes(),
+        **ClusterRoutes(server).routes(),
+    }
 
     def get_only(request: Request) -> Response | None:
         if request.method in ("GET", "HEAD"):

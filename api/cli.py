@@ -23,9 +23,9 @@ from . import runtime
 from .app import create_app
 from .server import (
     DEFAULT_MAX_REQUEST_BYTES,
-    SNAPSHOT_CATCH_UP_ENTRIES,
     DEFAULT_MAX_TXN_OPS,
     DEFAULT_SNAPSHOT_COUNT,
+    SNAPSHOT_CATCH_UP_ENTRIES,
     CorralServer,
     ServerConfig,
 )

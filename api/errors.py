@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import orjson
-from corral.consensus.log import LogClosed, LogError
+from corral.consensus.log import BadTransferee, LogClosed, LogError, NotLeader
 from corral.store.errors import EtcdError, GrpcCode
 
 # grpc-gateway's code -> HTTP status table (upstream; FailedPrecondition is 400 there).
@@ -52,8 +52,22 @@ class ServerStopped(EtcdError):
     message = "etcdserver: server stopped"
 
 
+class NotLeaderError(EtcdError):
+    code = GrpcCode.FAILED_PRECONDITION
+    message = "etcdserver: not leader"
+
+
+class BadLeaderTransferee(EtcdError):
+    code = GrpcCode.FAILED_PRECONDITION
+    message = "etcdserver: bad leader transferee"
+
+
 def from_log_error(error: LogError) -> EtcdError:
     """A log that cannot take writes looks to clients like an etcd that cannot serve them."""
     if isinstance(error, LogClosed):
         return ServerStopped()
+    if isinstance(error, NotLeader):
+        return NotLeaderError()
+    if isinstance(error, BadTransferee):
+        return BadLeaderTransferee()
     return Unavailable(f"etcdserver: {error}")

@@ -1,4 +1,4 @@
-"""etcd's maintenance service: `/v3/maintenance/status`."""
+"""etcd's maintenance service: `/v3/maintenance/status` and `transfer-leadership` (etcd's MoveLeader)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,16 @@ class MaintenanceRoutes:
         self._server = server
 
     def routes(self) -> dict[str, UnaryHandler]:
-        return {"/v3/maintenance/status": self.status}
+        return {
+            "/v3/maintenance/status": self.status,
+            "/v3/maintenance/transfer-leadership": self.transfer_leadership,
+        }
+
+    async def transfer_leadership(self, body: bytes) -> bytes:
+        fields = codec.load_body(body, "etcdserverpb.MoveLeaderRequest")
+        target = codec.to_int(fields.get("targetID"), "uint64")
+        await self._server.log.transfer_leadership(target)
+        return b"{}"  # etcd 3.4 answers with no header
 
     async def status(self, body: bytes) -> bytes:
         codec.load_body(body, "etcdserverpb.StatusRequest")

@@ -1,10 +1,12 @@
 """Benchmark Corral against etcd through the v3 HTTP/JSON gateway, using wrk on loopback.
 
-`python -m benchmarks.run [--duration S] [--clients 1,16,64] [--targets corral,etcd] [--profile]`
+`python -m benchmarks.run [--duration S] [--clients 1,16,64] [--targets corral,etcd] [--cluster N] [--profile]`
 
-Each target gets a fresh single-node server with a fresh data directory. The key space is preloaded, then
-every (op, clients) point is a short warm-up followed by a measured wrk run. Results go to
-benchmarks/results/<UTC timestamp>.json, and a markdown table goes to stdout and into benchmarks/README.md.
+Each target gets a fresh single-node server with a fresh data directory, or with `--cluster N` (N > 1) a
+fresh N-member cluster on loopback, driven through its leader. The key space is preloaded, then every
+(op, clients) point is a short warm-up followed by a measured wrk run. Results go to
+benchmarks/results/<UTC timestamp>.json, and a markdown table goes to stdout and into benchmarks/README.md
+(the single-node and cluster tables each between their own markers).
 A point with socket errors, HTTP errors, or fewer revisions than acknowledged puts is flagged, and the
 exit status is then 1.
 """
@@ -29,13 +31,23 @@ from pathlib import Path
 
 import httpx
 
-from tests.support.servers import REPO_ROOT, ServerProcess, corral_process, etcd_process
+from tests.support.servers import (
+    REPO_ROOT,
+    ServerProcess,
+    cluster_leader,
+    corral_cluster,
+    corral_process,
+    etcd_cluster,
+    etcd_process,
+)
 
 BENCH_DIR = Path(__file__).resolve().parent
 WRK_DIR = BENCH_DIR / "wrk"
 README = BENCH_DIR / "README.md"
 START_MARKER = "<!-- results:start -->"
 END_MARKER = "<!-- results:end -->"
+CLUSTER_START_MARKER = "<!-- results-cluster:start -->"
+CLUSTER_END_MARKER = "<!-- results-cluster:end -->"
 
 TARGETS = ("corral", "etcd")
 OPS = ("put", "range")
@@ -45,6 +57,8 @@ RANGE_KEY_INDEX = 0
 PRELOAD_BATCH = 100  # puts per txn while preloading; etcd's default --max-txn-ops is 128
 PROFILE_CLIENTS = 64
 WRK_TIMEOUT = "5s"  # a request slower than this counts as a socket timeout error
+STARTUP_TIMEOUT = 30.0  # seconds for a server, or every member of a cluster, to answer /health
+REPLICATION_TIMEOUT = 30.0  # seconds for every follower to apply what the leader has after the points
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +139,20 @@ def revision(client: httpx.Client) -> int:
     r = client.post("/v3/kv/range", json={"key": b64(key(RANGE_KEY_INDEX)), "count_only": True})
     r.raise_for_status()
     return int(r.json()["header"]["revision"])
+
+
+def local_revision(client: httpx.Client) -> int:
+    """The revision this member has applied (a serializable read answers from local state, no ReadIndex)."""
+    body = {"key": b64(key(RANGE_KEY_INDEX)), "count_only": True, "serializable": True}
+    r = client.post("/v3/kv/range", json=body)
+    r.raise_for_status()
+    return int(r.json()["header"]["revision"])
+
+
+def leader_id(client: httpx.Client) -> str:
+    r = client.post("/v3/maintenance/status", json={})
+    r.raise_for_status()
+    return str(r.json().get("leader", "0"))
 
 
 def count_keys(client: httpx.Client) -> int:
@@ -221,14 +249,21 @@ def run_wrk(cmd: list[str], duration: int) -> WrkResult:
     return parse_wrk(proc.stdout)
 
 
-def measure(url: str, target: str, op: str, clients: int, args: argparse.Namespace) -> Point:
+def measure(
+    url: str, target: str, op: str, clients: int, args: argparse.Namespace, leader: str | None = None
+) -> Point:
+    """One point against `url`. In a cluster `leader` is the ID of the member at `url`, which must still
+    lead when the point ends (else wrk partly drove a follower, which forwards: the point is flagged)."""
     if args.warmup > 0:
         run_wrk(wrk_command(url, op, clients, args.warmup, args.keys), args.warmup)
     with httpx.Client(base_url=url, timeout=10.0) as client:
         before = revision(client)
         result = run_wrk(wrk_command(url, op, clients, args.duration, args.keys), args.duration)
         after = revision(client)
+        leader_after = leader_id(client) if leader is not None else None
     problems: list[str] = []
+    if leader is not None and leader_after != leader:
+        problems.append(f"leader changed during the point (was {leader}, now {leader_after})")
     if result.errors.total:
         problems.append(f"wrk errors {asdict(result.errors)}")
     if result.requests == 0:
@@ -345,36 +380,81 @@ def profile_put(server: ServerProcess, args: argparse.Namespace, out_dir: Path) 
 
 
 def bench_target(target: str, args: argparse.Namespace, tmp: Path, points: list[Point]) -> dict[str, object]:
-    """Start a fresh server, preload it and measure every point, appending to `points` as they complete
-    (so a failure part-way keeps what was measured). Returns facts about the run for the results JSON."""
+    """Start a fresh server (or an `args.cluster`-member cluster), preload it and measure every point,
+    appending to `points` as they complete (so a failure part-way keeps what was measured). In a cluster
+    every point drives the leader. Returns facts about the run for the results JSON."""
     data_dir = tmp / target
-    server = corral_process(data_dir) if target == "corral" else etcd_process(data_dir)
+    if args.cluster > 1:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        make_cluster = corral_cluster if target == "corral" else etcd_cluster
+        members = make_cluster(data_dir, args.cluster)
+    else:
+        members = [corral_process(data_dir) if target == "corral" else etcd_process(data_dir)]
     info: dict[str, object] = {}
-    server.start(timeout=30.0)
     try:
+        for member in members:  # cluster members wait for each other, so start them all before waiting
+            member.spawn()
+        for member in members:
+            member.wait_healthy(STARTUP_TIMEOUT)
+        server, leader = members[0], None
+        if args.cluster > 1:
+            server, leader = cluster_leader(members)
+            info["cluster"] = {
+                "size": args.cluster,
+                "leader": {"name": server.data_dir.name, "member_id": leader, "url": server.url},
+                "members": [m.url for m in members],
+            }
+            print(f"{target}: {args.cluster}-member cluster, leader {server.data_dir.name} ({server.url})",
+                  file=sys.stderr, flush=True)  # fmt: skip
         t0 = time.monotonic()
         method = preload(server.url, args.keys)
         info["preload"] = {"keys": args.keys, "method": method, "seconds": round(time.monotonic() - t0, 2)}
         check_range_key(server.url)
         for op in OPS:
             for clients in args.clients:
-                point = measure(server.url, target, op, clients, args)
+                point = measure(server.url, target, op, clients, args, leader)
                 points.append(point)
                 print(_progress(point), file=sys.stderr, flush=True)
+        if args.cluster > 1:
+            info["replicated"] = check_replicated(server, members)
         if args.profile and target == "corral":
             print(f"profiling corral put at {PROFILE_CLIENTS} clients ...", file=sys.stderr, flush=True)
             try:
                 info["profile"] = profile_put(server, args, BENCH_DIR / "profiles")
             except Exception as exc:  # a failed profile must not cost the measured points
                 info["profile"] = {"error": f"{type(exc).__name__}: {exc}"}
-        if server.proc is not None and server.proc.poll() is not None:
-            raise RuntimeError(f"{target} exited during the run:\n{server.log_tail()}")
+        for member in members:
+            if member.proc is not None and member.proc.poll() is not None:
+                raise RuntimeError(f"{target} {member.data_dir.name} exited during the run:\n{member.log_tail()}")
     except Exception:
-        print(f"{target} log tail:\n{server.log_tail()}", file=sys.stderr)
+        for member in members:
+            name = f" {member.data_dir.name}" if len(members) > 1 else ""
+            print(f"{target}{name} log tail:\n{member.log_tail()}", file=sys.stderr)
         raise
     finally:
-        server.kill()
+        for member in members:
+            member.kill()
     return info
+
+
+def check_replicated(leader: ServerProcess, members: list[ServerProcess]) -> dict[str, int]:
+    """Every member applies everything the leader had after the points (a cluster that acknowledges puts
+    without replicating them is not a cluster). Returns each member's applied revision by name."""
+    with httpx.Client(base_url=leader.url, timeout=10.0) as client:
+        target_revision = revision(client)
+    applied: dict[str, int] = {}
+    deadline = time.monotonic() + REPLICATION_TIMEOUT
+    for member in members:
+        with httpx.Client(base_url=member.url, timeout=10.0) as client:
+            while (got := local_revision(client)) < target_revision and time.monotonic() < deadline:
+                time.sleep(0.1)
+        applied[member.data_dir.name] = got
+    behind = {name: rev for name, rev in applied.items() if rev < target_revision}
+    if behind:
+        raise RuntimeError(
+            f"members {behind} had not applied revision {target_revision} {REPLICATION_TIMEOUT:.0f} s after the load"
+        )
+    return applied
 
 
 def _progress(p: Point) -> str:
@@ -429,9 +509,24 @@ def _ops(p: Point | None) -> str:
     return f"{p.ops_per_s:,.0f}" + (" ⚠" if p.flagged else "")
 
 
+def _servers_line(args: argparse.Namespace, targets: dict[str, dict[str, object]]) -> str:
+    if args.cluster == 1:
+        return "Servers: one single-node server per target."
+    leaders = []
+    for target in args.targets:
+        cluster = targets.get(target, {}).get("cluster")
+        if isinstance(cluster, dict):
+            leaders.append(f"{target} {cluster['leader']['name']}")
+    leader_note = f" (leaders: {', '.join(leaders)})" if leaders else ""
+    return (
+        f"Servers: a {args.cluster}-member cluster per target, all members on this machine over loopback; "
+        f"wrk drives the leader{leader_note}."
+    )
+
+
 def render_section(
     points: list[Point], facts: dict[str, object], args: argparse.Namespace, results_file: str,
-    failures: dict[str, str],
+    failures: dict[str, str], targets: dict[str, dict[str, object]] | None = None,
 ) -> str:  # fmt: skip
     by_key = {(p.target, p.op, p.clients): p for p in points}
     rows = [
@@ -453,6 +548,8 @@ def render_section(
         f"Python {facts['python']}, etcd {facts['etcd']}, {facts['wrk']}; "
         f"load average at start {facts['loadavg_at_start']}.",
         "",
+        _servers_line(args, targets or {}),
+        "",
         *rows,
     ]
     flagged = [p for p in points if p.flagged]
@@ -471,12 +568,14 @@ def _profile_note(profile: dict[str, str]) -> str:
     return f"\nProfile of Corral under put at {PROFILE_CLIENTS} clients: {files}.\n"
 
 
-def update_readme(section: str, path: Path = README) -> None:
+def update_readme(
+    section: str, path: Path = README, start_marker: str = START_MARKER, end_marker: str = END_MARKER
+) -> None:
     text = path.read_text()
-    start, end = text.find(START_MARKER), text.find(END_MARKER)
+    start, end = text.find(start_marker), text.find(end_marker)
     if start < 0 or end < start:
-        raise RuntimeError(f"{path} lacks the {START_MARKER} ... {END_MARKER} markers")
-    path.write_text(text[: start + len(START_MARKER)] + "\n" + section + text[end:])
+        raise RuntimeError(f"{path} lacks the {start_marker} ... {end_marker} markers")
+    path.write_text(text[: start + len(start_marker)] + "\n" + section + text[end:])
 
 
 # --- entry point ------------------------------------------------------------------------------------------
@@ -502,12 +601,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--clients", type=int_list, default=[1, 16, 64], help="comma-separated connection counts")
     p.add_argument("--targets", type=target_list, default=list(TARGETS), help="comma-separated: corral,etcd")
     p.add_argument("--keys", type=int, default=10_000, help="size of the key space puts are spread over")
+    p.add_argument("--cluster", type=int, default=1, help="members per target (1: a single node)")
     p.add_argument("--profile", action="store_true", help="py-spy Corral under put load")
     p.add_argument("--results-dir", type=Path, default=BENCH_DIR / "results")
     p.add_argument("--no-readme", action="store_true", help="leave benchmarks/README.md alone")
     args = p.parse_args(argv)
-    if args.duration < 1 or args.warmup < 0 or args.keys < 1:
-        p.error("--duration must be >= 1, --warmup >= 0, --keys >= 1")
+    if args.duration < 1 or args.warmup < 0 or args.keys < 1 or args.cluster < 1:
+        p.error("--duration must be >= 1, --warmup >= 0, --keys >= 1, --cluster >= 1")
     return args
 
 
@@ -542,6 +642,7 @@ def main(argv: list[str] | None = None) -> int:
         "clients": args.clients,
         "targets": args.targets,
         "keys": args.keys,
+        "cluster_size": args.cluster,
         "value_bytes": len(VALUE),
         "results_file": shown_file,
         "target_failures": failures,
@@ -555,12 +656,15 @@ def main(argv: list[str] | None = None) -> int:
     tmp_file = results_file.with_suffix(".json.tmp")
     tmp_file.write_text(json.dumps(document, indent=2) + "\n")
     tmp_file.replace(results_file)
-    section = render_section(points, facts, args, shown_file, failures)
+    section = render_section(points, facts, args, shown_file, failures, targets)
     if "corral" in targets and "profile" in targets["corral"]:
         section += _profile_note(targets["corral"]["profile"])  # type: ignore[arg-type]
     print(section)
     if not args.no_readme:
-        update_readme(section)
+        if args.cluster > 1:
+            update_readme(section, start_marker=CLUSTER_START_MARKER, end_marker=CLUSTER_END_MARKER)
+        else:
+            update_readme(section)
     return 1 if failures or any(p.flagged for p in points) else 0
 
 

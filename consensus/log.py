@@ -67,6 +67,14 @@ class LogClosed(LogError):
     pass
 
 
+class NotLeader(LogError):
+    """The request needs the leader, and this member is not it."""
+
+
+class BadTransferee(LogError):
+    """Leadership cannot be moved to that member (not a voting member)."""
+
+
 class LogFailed(LogError):
     """Storage failed; the node stops taking writes rather than risk acknowledging a lost one."""
 
@@ -85,6 +93,10 @@ class ReplicatedLog(Protocol):
 
     async def read_barrier(self) -> None:
         """Return once local reads reflect every write acknowledged before the call (linearizable)."""
+        ...
+
+    async def transfer_leadership(self, target: int) -> None:
+        """Make `target` the leader; only the leader can do this. Returns once `target` leads."""
         ...
 
     @property

@@ -22,7 +22,16 @@ from pathlib import Path
 import orjson
 
 from . import wal as wal_records
-from .log import LogClosed, LogError, LogFailed, LogStatus, SnapshotSource, StateMachine
+from .log import (
+    BadTransferee,
+    LogClosed,
+    LogError,
+    LogFailed,
+    LogStatus,
+    NotLeader,
+    SnapshotSource,
+    StateMachine,
+)
 from .raft import (
     NONE,
     ConfChange,
@@ -226,6 +235,20 @@ class RaftNode:
             applied_index=self._state_machine.applied_index,
             storage_bytes=(self._wal.size_bytes if self._wal else 0) + self._snapshots.size_bytes(),
         )
+
+    async def transfer_leadership(self, target: int) -> None:
+        node = self._ready_node()
+        if self._leader != self._settings.member_id:
+            raise NotLeader("not leader")
+        if target not in node.status().conf_state.voters:
+            raise BadTransferee("bad leader transferee")
+        node.transfer_leader(target)
+        self._wakeup.set()
+        deadline = time.monotonic() + self._settings.request_timeout
+        while self._leader != target:
+            if time.monotonic() > deadline:
+                raise LogTimeout("request timed out")
+            await asyncio.sleep(self._settings.tick_seconds)
 
     def campaign(self) -> None:
         """Start an election now (tests and tools; elections otherwise start on their own)."""

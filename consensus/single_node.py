@@ -17,7 +17,7 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from .log import LogClosed, LogFailed, LogStatus, StateMachine
+from .log import BadTransferee, LogClosed, LogFailed, LogStatus, StateMachine
 from .snapfile import SnapshotFiles
 from .wal import WAL, Entry, HardState, WalCorruptError
 
@@ -123,6 +123,11 @@ class SingleNodeLog:
         """Every acknowledged write is already applied: there is nothing to wait for on one node."""
         if self._failure is not None:
             raise LogFailed(f"storage failed: {self._failure}")
+
+    async def transfer_leadership(self, target: int) -> None:
+        """The only member already leads; any other target is not a member."""
+        if target != self._member_id:
+            raise BadTransferee("bad leader transferee")
 
     @property
     def term(self) -> int:

@@ -816,3 +816,16 @@ def test_fuzzed_requests_never_500_and_errors_change_nothing(fresh_client: httpx
         assert revision(client) == before, (path, body, response.text)
 
     check()
+
+
+def test_member_list_and_leadership_on_a_single_member(client: httpx.Client) -> None:
+    listed = client.post("/v3/cluster/member/list", json={}).json()
+    (member,) = listed["members"]
+    assert member["ID"] == listed["header"]["member_id"] and "revision" not in listed["header"]
+    assert member["clientURLs"] and member["peerURLs"]
+    moved = client.post("/v3/maintenance/transfer-leadership", json={"targetID": member["ID"]})
+    assert (moved.status_code, moved.text) == (200, "{}")
+    refused = client.post("/v3/maintenance/transfer-leadership", json={"targetID": "5"})
+    assert refused.status_code == 400
+    text = "etcdserver: bad leader transferee"
+    assert refused.json() == {"error": text, "message": text, "code": 9}

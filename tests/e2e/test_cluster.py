@@ -183,3 +183,21 @@ def test_acknowledged_writes_survive_killing_the_leader_under_load(cluster: list
         response = post(survivor, "/v3/kv/range", {"key": b64(key)})
         kvs = response.json().get("kvs")
         assert kvs and kvs[0]["mod_revision"] == revision, (key, revision, response.text)
+
+
+def test_leadership_moves_on_request_and_members_are_listed(cluster: list[ServerProcess]) -> None:
+    leader = wait_for_leader(cluster)
+    target = next(m for m in cluster if m is not leader)
+    target_id = post(target, "/v3/maintenance/status", {}).json()["header"]["member_id"]
+    other = next(m for m in cluster if m is not leader and m is not target)
+    refused = post(other, "/v3/maintenance/transfer-leadership", {"targetID": target_id})
+    assert (refused.status_code, refused.json()["message"]) == (400, "etcdserver: not leader")
+    unknown = post(leader, "/v3/maintenance/transfer-leadership", {"targetID": "12345"})
+    assert (unknown.status_code, unknown.json()["message"]) == (400, "etcdserver: bad leader transferee")
+    moved = post(leader, "/v3/maintenance/transfer-leadership", {"targetID": target_id})
+    assert (moved.status_code, moved.text) == (200, "{}")
+    assert wait_for_leader(cluster) is target
+    listed = post(other, "/v3/cluster/member/list", {}).json()
+    assert "revision" not in listed["header"]
+    assert sorted(m["name"] for m in listed["members"]) == ["n1", "n2", "n3"]
+    assert target_id in {m["ID"] for m in listed["members"]}

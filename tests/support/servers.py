@@ -172,3 +172,65 @@ def corral_cluster(base_dir: Path, size: int = 3, extra: list[str] | None = None
         ]  # fmt: skip
         members.append(ServerProcess("corral", url, data_dir, args, base_dir / f"{name}.log"))
     return members
+
+
+def etcd_cluster(base_dir: Path, size: int = 3, extra: list[str] | None = None) -> list[ServerProcess]:
+    """`size` etcd members on loopback that form one cluster (not started), like `corral_cluster`."""
+    binary = etcd_binary()
+    if binary is None:
+        raise RuntimeError("etcd is not installed; run `make deps` (scripts/install-deps)")
+    names = [f"n{i + 1}" for i in range(size)]
+    client_ports = {name: free_port() for name in names}
+    peer_urls = {name: f"http://127.0.0.1:{free_port()}" for name in names}
+    initial = ",".join(f"{name}={url}" for name, url in peer_urls.items())
+    members = []
+    for name in names:
+        url = f"http://127.0.0.1:{client_ports[name]}"
+        data_dir = base_dir / name
+        args = [
+            binary,
+            "--name", name,
+            "--data-dir", str(data_dir),
+            "--listen-client-urls", url,
+            "--advertise-client-urls", url,
+            "--listen-peer-urls", peer_urls[name],
+            "--initial-advertise-peer-urls", peer_urls[name],
+            "--initial-cluster", initial,
+            "--initial-cluster-token", "etcd-test",
+            "--initial-cluster-state", "new",
+            "--log-level", "error",
+            *(extra or []),
+        ]  # fmt: skip
+        members.append(ServerProcess("etcd", url, data_dir, args, base_dir / f"{name}.log"))
+    return members
+
+
+def member_status(member: ServerProcess, timeout: float = 2.0) -> dict[str, object] | None:
+    """The member's `POST /v3/maintenance/status` answer, or None if it does not answer 200."""
+    try:
+        response = httpx.post(member.url + "/v3/maintenance/status", json={}, timeout=timeout)
+    except httpx.HTTPError:
+        return None
+    return response.json() if response.status_code == 200 else None
+
+
+def cluster_leader(members: list[ServerProcess], timeout: float = 15.0) -> tuple[ServerProcess, str]:
+    """The member every member agrees leads, and its member ID, once all of them answer and agree.
+
+    Works for Corral and etcd alike: both report the leader's ID as `leader` and their own as
+    `header.member_id` (uint64s as JSON strings).
+    """
+    deadline = time.monotonic() + timeout
+    reports: list[dict[str, object] | None] = []
+    while time.monotonic() < deadline:
+        reports = [member_status(m) for m in members]
+        if all(r is not None for r in reports):
+            leaders = {str(r.get("leader", "0")) for r in reports if r is not None}
+            if len(leaders) == 1 and leaders != {"0"}:
+                (leader_id,) = leaders
+                for member, report in zip(members, reports, strict=True):
+                    header = report.get("header", {}) if report is not None else {}
+                    if isinstance(header, dict) and str(header.get("member_id")) == leader_id:
+                        return member, leader_id
+        time.sleep(0.1)
+    raise RuntimeError(f"no agreed leader among {len(members)} members within {timeout}s: {reports}")
