@@ -320,6 +320,12 @@ class RaftNode:
                 early = self._may_send_before_persisting(ready)
                 if early:
                     self._send(ready.messages)
+                # Committed entries are already durable on a majority, and this member persisted every
+                # entry of earlier Readies: apply them now rather than after this Ready's fsync (as etcd
+                # applies beside its WAL writes). A snapshot in the Ready must be installed first.
+                apply_first = ready.snapshot is None
+                if apply_first:
+                    self._apply(ready)
                 try:
                     await loop.run_in_executor(self._disk, self._persist, ready)
                 except Exception as exc:  # noqa: BLE001 - storage failure: stop taking writes
@@ -330,7 +336,8 @@ class RaftNode:
                 self._after_persist(ready)
                 if not early:
                     self._send(ready.messages)
-                self._apply(ready)
+                if not apply_first:
+                    self._apply(ready)
                 node.advance(ready)
                 self._maybe_snapshot()
 
