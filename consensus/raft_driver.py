@@ -217,8 +217,7 @@ class RaftNode:
         self._ready_node()
         future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._reads_waiting.append(future)
-        if not self._reads_in_flight:
-            self._start_read_round()
+        self._wakeup.set()  # the Ready loop starts a round; reads arriving meanwhile join it
         try:
             index = await asyncio.wait_for(future, self._settings.request_timeout)
         except TimeoutError:
@@ -312,6 +311,8 @@ class RaftNode:
         while not self._closed:
             await self._wakeup.wait()
             self._wakeup.clear()
+            if not self._reads_in_flight:
+                self._start_read_round()
             while node.has_ready() and self._failure is None:
                 ready = node.ready()
                 # A leader may replicate while it writes its own log (Raft thesis §10.2.1): a follower's
@@ -339,6 +340,9 @@ class RaftNode:
                 if not apply_first:
                     self._apply(ready)
                 node.advance(ready)
+                if not self._reads_in_flight:
+                    # Reads that arrived while this Ready was being written share one heartbeat round.
+                    self._start_read_round()
                 self._maybe_snapshot()
 
     def _may_send_before_persisting(self, ready: Ready) -> bool:
@@ -433,7 +437,6 @@ class RaftNode:
             for future in self._reads_in_flight.pop(read.context, []):
                 if not future.done():
                     future.set_result(read.index)
-            self._start_read_round()
         self._wake_applied()
 
     async def _wait_applied(self, index: int) -> None:
