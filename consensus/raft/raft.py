@@ -239,9 +239,8 @@ class Raft:
 
     def step(self, m: Message) -> None:
         """Handle one message: first the term rules common to all roles, then the role's handler."""
-        if m.term == 0:
-            pass  # local message
-        elif m.term > self.term:
+        # Local messages carry term 0 and skip the term rules.
+        if m.term > self.term:
             if m.type in (MT.VOTE, MT.PRE_VOTE):
                 force = m.context == CAMPAIGN_TRANSFER
                 in_lease = self.check_quorum and self.lead != NONE and self.election_elapsed < self.election_timeout
@@ -250,15 +249,13 @@ class Raft:
                     # vote request is from a disruptive (e.g. partitioned) server: ignore it
                     # without adopting its term.
                     return
-            if m.type is MT.PRE_VOTE:
-                pass  # a PreVote never changes our term
-            elif m.type is MT.PRE_VOTE_RESP and not m.reject:
-                pass  # the term is raised when the pre-election is won, not per grant
-            elif m.type in (MT.APP, MT.HEARTBEAT, MT.SNAP):
-                self.become_follower(m.term, m.frm)  # §5.1: adopt the newer term and its leader
-            else:
-                self.become_follower(m.term, NONE)
-        elif m.term < self.term:
+            # A PreVote never changes our term, nor does a granted PreVote reply: the term is raised
+            # when the pre-election is won, not per grant.
+            keeps_term = m.type is MT.PRE_VOTE or (m.type is MT.PRE_VOTE_RESP and not m.reject)
+            if not keeps_term:
+                # §5.1: adopt the newer term, and its leader if the message comes from one.
+                self.become_follower(m.term, m.frm if m.type in (MT.APP, MT.HEARTBEAT, MT.SNAP) else NONE)
+        elif 0 < m.term < self.term:
             if (self.check_quorum or self.pre_vote) and m.type in (MT.HEARTBEAT, MT.APP):
                 # A stale leader cut off from us: with CheckQuorum/PreVote we never raise our term
                 # enough to depose it ourselves, so tell it our term and it will step down.

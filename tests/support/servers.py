@@ -148,30 +148,36 @@ def running(server: ServerProcess, timeout: float = 20.0) -> Iterator[ServerProc
         server.kill()
 
 
-def corral_cluster(base_dir: Path, size: int = 3, extra: list[str] | None = None) -> list[ServerProcess]:
-    """`size` Corral members on loopback that form one Raft cluster (not started)."""
+def _cluster(
+    kind: str, command: list[str], base_dir: Path, size: int, extra: list[str]
+) -> list[ServerProcess]:
+    """`size` members of one cluster on loopback (not started), each with etcd's flags after `command`."""
     names = [f"n{i + 1}" for i in range(size)]
-    client_ports = {name: free_port() for name in names}
+    client_urls = {name: f"http://127.0.0.1:{free_port()}" for name in names}
     peer_urls = {name: f"http://127.0.0.1:{free_port()}" for name in names}
     initial = ",".join(f"{name}={url}" for name, url in peer_urls.items())
     members = []
     for name in names:
-        url = f"http://127.0.0.1:{client_ports[name]}"
-        data_dir = base_dir / name
         args = [
-            sys.executable, "-m", "corral",
+            *command,
             "--name", name,
-            "--data-dir", str(data_dir),
-            "--listen-client-urls", url,
-            "--advertise-client-urls", url,
+            "--data-dir", str(base_dir / name),
+            "--listen-client-urls", client_urls[name],
+            "--advertise-client-urls", client_urls[name],
             "--listen-peer-urls", peer_urls[name],
             "--initial-advertise-peer-urls", peer_urls[name],
             "--initial-cluster", initial,
-            "--initial-cluster-token", "corral-test",
-            *(extra or []),
+            "--initial-cluster-token", f"{kind}-test",
+            "--initial-cluster-state", "new",
+            *extra,
         ]  # fmt: skip
-        members.append(ServerProcess("corral", url, data_dir, args, base_dir / f"{name}.log"))
+        members.append(ServerProcess(kind, client_urls[name], base_dir / name, args, base_dir / f"{name}.log"))
     return members
+
+
+def corral_cluster(base_dir: Path, size: int = 3, extra: list[str] | None = None) -> list[ServerProcess]:
+    """`size` Corral members on loopback that form one Raft cluster (not started)."""
+    return _cluster("corral", [sys.executable, "-m", "corral"], base_dir, size, extra or [])
 
 
 def etcd_cluster(base_dir: Path, size: int = 3, extra: list[str] | None = None) -> list[ServerProcess]:
@@ -179,30 +185,7 @@ def etcd_cluster(base_dir: Path, size: int = 3, extra: list[str] | None = None) 
     binary = etcd_binary()
     if binary is None:
         raise RuntimeError("etcd is not installed; run `make deps` (scripts/install-deps)")
-    names = [f"n{i + 1}" for i in range(size)]
-    client_ports = {name: free_port() for name in names}
-    peer_urls = {name: f"http://127.0.0.1:{free_port()}" for name in names}
-    initial = ",".join(f"{name}={url}" for name, url in peer_urls.items())
-    members = []
-    for name in names:
-        url = f"http://127.0.0.1:{client_ports[name]}"
-        data_dir = base_dir / name
-        args = [
-            binary,
-            "--name", name,
-            "--data-dir", str(data_dir),
-            "--listen-client-urls", url,
-            "--advertise-client-urls", url,
-            "--listen-peer-urls", peer_urls[name],
-            "--initial-advertise-peer-urls", peer_urls[name],
-            "--initial-cluster", initial,
-            "--initial-cluster-token", "etcd-test",
-            "--initial-cluster-state", "new",
-            "--log-level", "error",
-            *(extra or []),
-        ]  # fmt: skip
-        members.append(ServerProcess("etcd", url, data_dir, args, base_dir / f"{name}.log"))
-    return members
+    return _cluster("etcd", [binary], base_dir, size, ["--log-level", "error", *(extra or [])])
 
 
 def member_status(member: ServerProcess, timeout: float = 2.0) -> dict[str, object] | None:
