@@ -8,6 +8,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from .cluster_routes import ClusterRoutes
+from .fault_routes import FaultRoutes
 from .gateway import CORS_HEADERS, Gateway, UnaryHandler
 from .kv_routes import KVRoutes
 from .maintenance_routes import MaintenanceRoutes
@@ -25,6 +26,7 @@ def create_app(server: CorralServer) -> Gateway:
         **KVRoutes(server).routes(),
         **MaintenanceRoutes(server).routes(),
         **ClusterRoutes(server).routes(),
+        **FaultRoutes(server).routes(),
     }
 
     def get_only(request: Request) -> Response | None:

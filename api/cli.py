@@ -61,6 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     _flag(parser, "experimental-snapshot-catchup-entries", SNAPSHOT_CATCH_UP_ENTRIES,
           "entries kept after a snapshot for slow followers to catch up from", int)  # fmt: skip
     _flag(parser, "log-level", "info", "debug, info, warn or error")
+    parser.add_argument("--experimental-fault-injection", "-experimental-fault-injection", action="store_true",
+                        help="serve /corral/faults/* (tests only: lets a client cut this member off)")  # fmt: skip
     return parser
 
 
@@ -98,6 +100,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         heartbeat_interval_ms=args.heartbeat_interval,
         election_timeout_ms=args.election_timeout,
         snapshot_catch_up_entries=args.experimental_snapshot_catchup_entries,
+        fault_injection=args.experimental_fault_injection,
     )
 
 

@@ -43,6 +43,7 @@ class ServerConfig:
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
     max_txn_ops: int = DEFAULT_MAX_TXN_OPS
     heartbeat_interval_ms: int = 100
+    fault_injection: bool = False
     snapshot_catch_up_entries: int = SNAPSHOT_CATCH_UP_ENTRIES
     election_timeout_ms: int = 1000
 

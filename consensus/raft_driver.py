@@ -106,6 +106,7 @@ class RaftNode:
         self._request_ids = itertools.count(1)
         self._reads_waiting: list[asyncio.Future[int]] = []
         self._reads_in_flight: dict[bytes, list[asyncio.Future[int]]] = {}
+        self._read_round_started = 0.0
         self._applied_waiters: list[tuple[int, asyncio.Future[None]]] = []
         self._term = 0
         self._leader = NONE
@@ -117,6 +118,7 @@ class RaftNode:
         self._snapshot_sends: set[asyncio.Task[None]] = set()
         self._failure: BaseException | None = None
         self._closed = False
+        self._isolated: frozenset[int] = frozenset()
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
@@ -249,6 +251,10 @@ class RaftNode:
                 raise LogTimeout("request timed out")
             await asyncio.sleep(self._settings.tick_seconds)
 
+    def isolate(self, peers: set[int]) -> None:
+        """Fault injection for tests: drop all Raft traffic to and from `peers` (empty heals)."""
+        self._isolated = frozenset(peers)
+
     def campaign(self) -> None:
         """Start an election now (tests and tools; elections otherwise start on their own)."""
         self._ready_node().campaign()
@@ -267,7 +273,7 @@ class RaftNode:
         return self._settings.member_id.to_bytes(8, "big") + next(self._request_ids).to_bytes(8, "big")
 
     def _on_message(self, message: Message) -> None:
-        if self._node is None or self._closed:
+        if self._node is None or self._closed or message.frm in self._isolated:
             return
         try:
             self._node.step(message)
@@ -291,20 +297,48 @@ class RaftNode:
             await asyncio.sleep(max(0.0, next_tick - time.monotonic()))
             assert self._node is not None
             self._node.tick()
+            self._expire_read_round()
             self._wakeup.set()
 
     def _start_read_round(self) -> None:
         if not self._reads_waiting or self._node is None:
             return
         context = self._next_id()
-        self._reads_in_flight[context] = self._reads_waiting
-        self._reads_waiting = []
-        self._node.read_index(context)
+        readers, self._reads_waiting = self._reads_waiting, []
+        try:
+            self._node.read_index(context)
+        except ProposalDropped:
+            for future in readers:
+                if not future.done():
+                    future.set_exception(NoLeader("no leader"))
+            return
+        self._reads_in_flight[context] = readers
+        self._read_round_started = time.monotonic()
         self._wakeup.set()
+
+    def _expire_read_round(self) -> None:
+        """A ReadIndex request can be lost (the leader changed); give up on it so reads can go on."""
+        if self._reads_in_flight and time.monotonic() - self._read_round_started > self._settings.request_timeout:
+            for readers in self._reads_in_flight.values():
+                for future in readers:
+                    if not future.done():
+                        future.set_exception(LogTimeout("request timed out"))
+            self._reads_in_flight.clear()
+            self._wakeup.set()
 
     # -- the Ready loop ----------------------------------------------------------------------------
 
     async def _run(self) -> None:
+        try:
+            await self._ready_loop()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a dead Ready loop must not leave requests hanging
+            logger.exception("the Raft Ready loop failed; refusing further requests")
+            self._failure = exc
+            self._fail_waiters(LogFailed(f"raft loop failed: {exc}"))
+
+    async def _ready_loop(self) -> None:
         assert self._node is not None
         node = self._node
         loop = asyncio.get_running_loop()
@@ -387,6 +421,8 @@ class RaftNode:
             self._leader = ready.soft_state.lead
 
     def _send(self, messages: tuple[Message, ...]) -> None:
+        if self._isolated:
+            messages = tuple(m for m in messages if m.to not in self._isolated)
         if not messages or self._transport is None:
             return
         plain = [m for m in messages if m.type is not MessageType.SNAP]

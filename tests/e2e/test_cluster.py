@@ -201,3 +201,42 @@ def test_leadership_moves_on_request_and_members_are_listed(cluster: list[Server
     assert "revision" not in listed["header"]
     assert sorted(m["name"] for m in listed["members"]) == ["n1", "n2", "n3"]
     assert target_id in {m["ID"] for m in listed["members"]}
+
+
+def member_id(member: ServerProcess) -> str:
+    return str(post(member, "/v3/maintenance/status", {}).json()["header"]["member_id"])
+
+
+def partition(member: ServerProcess, peers: list[ServerProcess]) -> None:
+    response = post(member, "/corral/faults/partition", {"peers": [member_id(p) for p in peers]})
+    assert response.status_code == 200, response.text
+
+
+def test_a_partitioned_leader_accepts_no_writes_while_the_majority_does(tmp_path: Path) -> None:
+    members = corral_cluster(tmp_path, 3, extra=["--experimental-fault-injection"])
+    for member in members:
+        member.spawn()
+    try:
+        leader = wait_for_leader(members)
+        majority = [m for m in members if m is not leader]
+        ids = {id(m): member_id(m) for m in members}
+        assert len(set(ids.values())) == 3
+        partition(leader, majority)  # symmetric: the leader drops the majority's traffic...
+        for member in majority:
+            partition(member, [leader])  # ...and the majority drops the leader's
+        new_leader = wait_for_leader(majority, timeout=10.0)
+        assert new_leader is not leader
+        ok = post(majority[0], "/v3/kv/put", {"key": b64("majority"), "value": b64("yes")})
+        assert ok.status_code == 200, ok.text
+        refused = post(leader, "/v3/kv/put", {"key": b64("minority"), "value": b64("no")}, timeout=15.0)
+        assert refused.status_code == 503, refused.text
+        stale = post(leader, "/v3/kv/range", {"key": b64("majority")}, timeout=15.0)
+        assert stale.status_code == 503, stale.text  # a linearizable read cannot be served without quorum
+        for member in members:
+            partition(member, [])  # heal
+        wait_for_leader(members)
+        assert value_at(leader, "majority") == "yes"
+        assert value_at(new_leader, "minority") is None  # the refused write never happened
+    finally:
+        for member in members:
+            member.kill()
