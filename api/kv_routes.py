@@ -51,37 +51,38 @@ class KVRoutes:
 
     async def put(self, body: bytes) -> bytes:
         request = codec.decode_put(codec.load_body(body, "etcdserverpb.PutRequest"))
-        self._check_received(request)
+        size = self._check_received(request)
         validation.check_put(request)
-        response = await self._propose(request, PutResponse)
+        response = await self._propose(request, PutResponse, size)
         return codec.dumps(codec.put_body(response, self._header(response.revision)))
 
     async def delete_range(self, body: bytes) -> bytes:
         request = codec.decode_delete_range(codec.load_body(body, "etcdserverpb.DeleteRangeRequest"))
-        self._check_received(request)
+        size = self._check_received(request)
         validation.check_delete_range(request)
-        response = await self._propose(request, DeleteRangeResponse)
+        response = await self._propose(request, DeleteRangeResponse, size)
         return codec.dumps(codec.delete_range_body(response, self._header(response.revision)))
 
     async def txn(self, body: bytes) -> bytes:
         request = codec.decode_txn(codec.load_body(body, "etcdserverpb.TxnRequest"))
-        self._check_received(request)
+        size = self._check_received(request)
         validation.check_txn(request, self._max_txn_ops)
         if kv.is_read_only(request):
             if not all(getattr(op, "serializable", False) for op in (*request.success, *request.failure)):
                 await self._log.read_barrier()
             response = kv.txn(self._state.store, request, self._state.lease_exists)
         else:
-            response = await self._propose(request, TxnResponse)
+            response = await self._propose(request, TxnResponse, size)
         return codec.dumps(codec.txn_body(response, self._header(response.revision)))
 
     async def compaction(self, body: bytes) -> bytes:
         request = codec.decode_compaction(codec.load_body(body, "etcdserverpb.CompactionRequest"))
-        response = await self._propose(request, CompactionResponse)
+        response = await self._propose(request, CompactionResponse, proto_size(request))
         return codec.dumps({"header": self._header(response.revision)})
 
-    async def _propose(self, command: commands.Command, expected: type[R]) -> R:
-        if proto_size(command) + RAFT_REQUEST_OVERHEAD > self._max_request_bytes:
+    async def _propose(self, command: commands.Command, expected: type[R], size: int) -> R:
+        """`size` is the command's protobuf size, as `_check_received` returned it."""
+        if size + RAFT_REQUEST_OVERHEAD > self._max_request_bytes:
             raise RequestTooLarge()
         result = await self._log.propose(commands.encode(command), command)
         if isinstance(result, EtcdError):
@@ -90,9 +91,11 @@ class KVRoutes:
             raise TypeError(f"expected {expected.__name__} from apply, got {result!r}")
         return result
 
-    def _check_received(self, request: object) -> None:
-        """etcd's gRPC server refuses messages over max-request-bytes + 512 KiB before anything else."""
+    def _check_received(self, request: object) -> int:
+        """etcd's gRPC server refuses messages over max-request-bytes + 512 KiB before anything else.
+        Returns the request's protobuf size."""
         size = proto_size(request)
         limit = self._max_request_bytes + GRPC_OVERHEAD_BYTES
         if size > limit:
             raise MessageTooLarge(size, limit)
+        return size

@@ -112,7 +112,6 @@ class RaftNode:
         self._leader = NONE
         self._role = Role.FOLLOWER
         self._commit = 0
-        self._snapshot_index = 0
         self._snapshot_indexes: list[int] = []
         self._snapshotting: asyncio.Task[None] | None = None
         self._snapshot_sends: set[asyncio.Task[None]] = set()
@@ -254,11 +253,6 @@ class RaftNode:
     def isolate(self, peers: set[int]) -> None:
         """Fault injection for tests: drop all Raft traffic to and from `peers` (empty heals)."""
         self._isolated = frozenset(peers)
-
-    def campaign(self) -> None:
-        """Start an election now (tests and tools; elections otherwise start on their own)."""
-        self._ready_node().campaign()
-        self._wakeup.set()
 
     # -- inputs ------------------------------------------------------------------------------------
 
@@ -534,7 +528,8 @@ class RaftNode:
             previous = self._snapshot_indexes[-1] if self._snapshot_indexes else 0
             self._snapshot_indexes = [previous, source.index] if previous else [source.index]
             if previous:
-                await loop.run_in_executor(self._disk, self._trim_wal, min(previous, keep_from), term)
+                assert self._wal is not None
+                await loop.run_in_executor(self._disk, self._wal.trim_to, min(previous, keep_from), term)
         except Exception:  # noqa: BLE001 - a failed snapshot leaves the WAL whole; try again later
             logger.exception("snapshot failed")
         finally:
@@ -543,15 +538,6 @@ class RaftNode:
     def _save_snapshot(self, source: SnapshotSource, term: int, conf: ConfState) -> None:
         self._save_conf(source.index, conf)
         self._snapshots.save_chunks(source.index, term, source.chunks())
-
-    def _trim_wal(self, index: int, term: int) -> None:
-        assert self._wal is not None
-        if index <= 0:
-            return
-        self._wal.mark_snapshot(index, term)
-        self._wal.sync()
-        self._wal.cut()
-        self._wal.release_to(index)
 
     def _save_conf(self, index: int, conf: ConfState) -> None:
         """The membership as of a snapshot, beside it (the snapshot files hold only the state)."""

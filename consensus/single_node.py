@@ -218,18 +218,12 @@ class SingleNodeLog:
             previous = self._last_snapshot_index()
             self._snapshot_indexes = [previous, source.index] if previous else [source.index]
             if previous:
-                await loop.run_in_executor(self._disk, self._trim_wal, previous, term)
+                # Keep the WAL back to the previous snapshot: if the newest file turns out damaged, the
+                # one before it plus these entries still rebuild the state.
+                assert self._wal is not None
+                await loop.run_in_executor(self._disk, self._wal.trim_to, previous, term)
             logger.info("snapshot at index %d (%s)", source.index, saved.name)
         except Exception:  # noqa: BLE001 - a failed snapshot leaves the WAL whole; try again later
             logger.exception("snapshot failed")
         finally:
             self._snapshotting = None
-
-    def _trim_wal(self, previous: int, term: int) -> None:
-        """Keep the WAL back to the previous snapshot: if the newest file turns out damaged, the one
-        before it plus these entries still rebuild the state."""
-        assert self._wal is not None
-        self._wal.mark_snapshot(previous, term)
-        self._wal.sync()
-        self._wal.cut()
-        self._wal.release_to(previous)

@@ -310,6 +310,16 @@ class WAL:
         self._fd = None
         self._create_segment(self._segments[-1].seq + 1)
 
+    def trim_to(self, index: int, term: int) -> None:
+        """After a snapshot at `index` is durable: mark it, start a new segment, and delete the segments
+        it covers. Callers pass an index they still can rebuild from if the newest snapshot is damaged."""
+        if index <= 0:
+            return
+        self.mark_snapshot(index, term)
+        self.sync()
+        self.cut()
+        self.release_to(index)
+
     def release_to(self, index: int) -> None:
         """Delete segments whose entries are all at or below ``index`` (a snapshot covers them).
 
