@@ -1,14 +1,31 @@
-"""etcd's cluster service: `/v3/cluster/member/list`.
+"""etcd's cluster service: `/v3/cluster/member/{list,add,remove,update,promote}`.
 
-Members are those of the initial cluster. What etcd learns from each member once it starts (its name and
-client URLs, published through the log) is known here only for this member so far.
+Members, their names and URLs come from the log (see `corral.consensus.membership`), so every member
+answers alike. Promotion needs the leader's view of the learner's progress: a follower forwards it to
+the leader's client URL, as etcd forwards it over its peer API.
 """
 
 from __future__ import annotations
 
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+from corral.consensus.log import NotLeader
+from corral.consensus.membership import Member
+from corral.store.errors import EtcdError, GrpcCode
+
 from . import codec
+from .errors import NoLeaderError
 from .gateway import UnaryHandler
 from .server import CorralServer
+
+_PEER_URL_SCHEMES = ("http", "https")  # etcd also takes unix sockets; Corral's peer transport is TCP only
+
+
+class BadMemberURLs(EtcdError):
+    code = GrpcCode.INVALID_ARGUMENT
+    message = "etcdserver: given member URLs are invalid"
 
 
 class ClusterRoutes:
@@ -16,18 +33,98 @@ class ClusterRoutes:
         self._server = server
 
     def routes(self) -> dict[str, UnaryHandler]:
-        return {"/v3/cluster/member/list": self.member_list}
+        return {
+            "/v3/cluster/member/list": self.member_list,
+            "/v3/cluster/member/add": self.member_add,
+            "/v3/cluster/member/remove": self.member_remove,
+            "/v3/cluster/member/update": self.member_update,
+            "/v3/cluster/member/promote": self.member_promote,
+        }
 
     async def member_list(self, body: bytes) -> bytes:
         codec.load_body(body, "etcdserverpb.MemberListRequest")
-        server = self._server
-        header = server.header(0)
+        return self._reply()
+
+    async def member_add(self, body: bytes) -> bytes:
+        fields = codec.load_body(body, "etcdserverpb.MemberAddRequest")
+        peer_urls = _peer_urls(fields.get("peerURLs"))
+        added = await self._server.log.add_member(peer_urls, codec.to_bool(fields.get("isLearner")))
+        return self._reply(member=_member_json(added))
+
+    async def member_remove(self, body: bytes) -> bytes:
+        fields = codec.load_body(body, "etcdserverpb.MemberRemoveRequest")
+        await self._server.log.remove_member(codec.to_int(fields.get("ID"), "uint64"))
+        return self._reply()
+
+    async def member_update(self, body: bytes) -> bytes:
+        fields = codec.load_body(body, "etcdserverpb.MemberUpdateRequest")
+        member_id = codec.to_int(fields.get("ID"), "uint64")
+        await self._server.log.update_member(member_id, _peer_urls(fields.get("peerURLs")))
+        return self._reply()
+
+    async def member_promote(self, body: bytes) -> bytes:
+        fields = codec.load_body(body, "etcdserverpb.MemberPromoteRequest")
+        try:
+            await self._server.log.promote_member(codec.to_int(fields.get("ID"), "uint64"))
+        except NotLeader:
+            return await self._forward_to_leader("/v3/cluster/member/promote", body)
+        return self._reply()
+
+    def _reply(self, **extra: Any) -> bytes:
+        header = self._server.header(0)
         del header["revision"]  # cluster responses carry no revision
-        members = []
-        for name, peer_urls in server.config.cluster().items():
-            member_id = server.member_ids.get(name, server.member_id)
-            member: dict[str, object] = {"ID": str(member_id), "name": name, "peerURLs": list(peer_urls)}
-            if member_id == server.member_id:
-                member["clientURLs"] = list(server.config.advertise_client_urls)
-            members.append(member)
-        return codec.dumps({"header": header, "members": members})
+        members = [_member_json(m) for m in self._server.log.members()]
+        return codec.dumps({"header": header, **extra, "members": members})
+
+    async def _forward_to_leader(self, path: str, body: bytes) -> bytes:
+        log = self._server.log
+        leader = next((m for m in log.members() if m.id == log.status().leader_id), None)
+        if leader is None or not leader.client_urls:
+            raise NoLeaderError()
+        async with httpx.AsyncClient(timeout=10.0) as client:
+            try:
+                response = await client.post(leader.client_urls[0].rstrip("/") + path, content=body)
+            except httpx.HTTPError as exc:
+                raise NoLeaderError(f"etcdserver: forwarding to the leader failed: {exc}") from exc
+        if response.status_code != 200:
+            error = response.json()
+            raise EtcdError(error.get("message", "etcdserver: unknown error"), GrpcCode(error.get("code", 2)))
+        return response.content
+
+
+def _member_json(member: Member) -> dict[str, Any]:
+    """etcd's Member message; proto3 JSON leaves out empty fields and a false isLearner."""
+    out: dict[str, Any] = {"ID": str(member.id)}
+    if member.name:
+        out["name"] = member.name
+    if member.peer_urls:
+        out["peerURLs"] = list(member.peer_urls)
+    if member.client_urls:
+        out["clientURLs"] = list(member.client_urls)
+    if member.is_learner:
+        out["isLearner"] = True
+    return out
+
+
+def _peer_urls(value: object) -> tuple[str, ...]:
+    """Peer URLs as etcd accepts them: at least one, each scheme://host:port with no path."""
+    if value is not None and not isinstance(value, list):
+        raise codec.DecodeError(f"json: cannot unmarshal {codec.go_kind(value)} into Go value of type []string")
+    urls = value or []
+    for url in urls:
+        if not isinstance(url, str):
+            raise codec.DecodeError(f"json: cannot unmarshal {codec.go_kind(url)} into Go value of type string")
+    urls = [url.strip() for url in urls]
+    if not urls or not all(_valid_peer_url(url) for url in urls):
+        raise BadMemberURLs()
+    return tuple(urls)
+
+
+def _valid_peer_url(url: str) -> bool:
+    parts = urlsplit(url)
+    if parts.scheme not in _PEER_URL_SCHEMES or parts.path or parts.query or parts.fragment:
+        return False
+    try:
+        return bool(parts.hostname) and parts.port is not None
+    except ValueError:
+        return False

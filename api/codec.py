@@ -63,7 +63,7 @@ def load_body(body: bytes, message: str) -> JSON:
     if value is None:
         return {}
     if not isinstance(value, dict):
-        raise DecodeError(f"json: cannot unmarshal {_go_kind(value)} into Go value of type {message}")
+        raise DecodeError(f"json: cannot unmarshal {go_kind(value)} into Go value of type {message}")
     return value
 
 
@@ -82,7 +82,7 @@ def _first_json_value(body: bytes) -> Any:
     return value
 
 
-def _go_kind(value: Any) -> str:
+def go_kind(value: Any) -> str:
     if isinstance(value, bool):
         return "bool"
     if isinstance(value, (int, float)):
@@ -98,7 +98,7 @@ def b64decode(value: Any) -> bytes:
     if value is None:
         return b""
     if not isinstance(value, str):
-        raise DecodeError(f"json: cannot unmarshal {_go_kind(value)} into Go value of type []uint8")
+        raise DecodeError(f"json: cannot unmarshal {go_kind(value)} into Go value of type []uint8")
     raw = value.encode("ascii", errors="replace")
     try:
         return binascii.a2b_base64(raw, strict_mode=True)
@@ -132,7 +132,7 @@ def to_int(value: Any, go_type: str = "int64") -> int:
     elif isinstance(value, str):
         raise DecodeError(f"json: cannot unmarshal string into Go value of type {go_type}")
     else:
-        raise DecodeError(f"json: cannot unmarshal {_go_kind(value)} into Go value of type {go_type}")
+        raise DecodeError(f"json: cannot unmarshal {go_kind(value)} into Go value of type {go_type}")
     low, high = (0, (1 << 64) - 1) if go_type == "uint64" else (INT64_MIN, INT64_MAX)
     if not low <= number <= high:
         raise DecodeError(f"json: cannot unmarshal number {value} into Go value of type {go_type}")
@@ -144,7 +144,7 @@ def to_bool(value: Any) -> bool:
         return False
     if isinstance(value, bool):
         return value
-    raise DecodeError(f"json: cannot unmarshal {_go_kind(value)} into Go value of type bool")
+    raise DecodeError(f"json: cannot unmarshal {go_kind(value)} into Go value of type bool")
 
 
 def to_enum(value: Any, enum: type[E], proto_name: str) -> E:
@@ -300,7 +300,7 @@ def _object(value: Any, message: str) -> JSON:
     if value is None:
         return {}
     if not isinstance(value, dict):
-        raise DecodeError(f"json: cannot unmarshal {_go_kind(value)} into Go value of type {message}")
+        raise DecodeError(f"json: cannot unmarshal {go_kind(value)} into Go value of type {message}")
     return value
 
 
@@ -308,7 +308,7 @@ def _array(value: Any, message: str) -> list[Any]:
     if value is None:
         return []
     if not isinstance(value, list):
-        raise DecodeError(f"json: cannot unmarshal {_go_kind(value)} into Go value of type []*{message}")
+        raise DecodeError(f"json: cannot unmarshal {go_kind(value)} into Go value of type []*{message}")
     return value
 
 

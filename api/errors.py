@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import orjson
+from corral.consensus import log
 from corral.consensus.log import BadTransferee, LogClosed, LogError, NotLeader
 from corral.store.errors import EtcdError, GrpcCode
 
@@ -62,6 +63,33 @@ class BadLeaderTransferee(EtcdError):
     message = "etcdserver: bad leader transferee"
 
 
+class NoLeaderError(EtcdError):
+    code = GrpcCode.UNAVAILABLE
+    message = "etcdserver: no leader"
+
+
+# etcd's text for each refused membership change (etcdserver/api/v3rpc/rpctypes).
+_MEMBERSHIP_ERRORS: dict[type[LogError], tuple[GrpcCode, str]] = {
+    log.MemberNotFound: (GrpcCode.NOT_FOUND, "etcdserver: member not found"),
+    log.MemberExists: (GrpcCode.FAILED_PRECONDITION, "etcdserver: member ID already exist"),
+    log.PeerURLExists: (GrpcCode.FAILED_PRECONDITION, "etcdserver: Peer URLs already exists"),
+    log.NotLearner: (GrpcCode.FAILED_PRECONDITION, "etcdserver: can only promote a learner member"),
+    log.LearnerNotReady: (
+        GrpcCode.FAILED_PRECONDITION,
+        "etcdserver: can only promote a learner member which is in sync with leader",
+    ),
+    log.TooManyLearners: (GrpcCode.FAILED_PRECONDITION, "etcdserver: too many learner members in cluster"),
+    log.NotEnoughStartedMembers: (
+        GrpcCode.FAILED_PRECONDITION,
+        "etcdserver: re-configuration failed due to not enough started members",
+    ),
+    log.MembershipUnsupported: (
+        GrpcCode.FAILED_PRECONDITION,
+        "corral: a single-node member runs without Raft; start members with --initial-cluster to change membership",
+    ),
+}
+
+
 def from_log_error(error: LogError) -> EtcdError:
     """A log that cannot take writes looks to clients like an etcd that cannot serve them."""
     if isinstance(error, LogClosed):
@@ -70,4 +98,7 @@ def from_log_error(error: LogError) -> EtcdError:
         return NotLeaderError()
     if isinstance(error, BadTransferee):
         return BadLeaderTransferee()
+    if (known := _MEMBERSHIP_ERRORS.get(type(error))) is not None:
+        code, message = known
+        return EtcdError(message, code)
     return Unavailable(f"etcdserver: {error}")

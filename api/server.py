@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from corral import __version__
 from corral.consensus.log import ReplicatedLog
+from corral.consensus.membership import Member, cluster_id, derive_id, member_id
 from corral.consensus.raft_driver import SNAPSHOT_CATCH_UP_ENTRIES, RaftNode, RaftSettings
 from corral.consensus.single_node import DEFAULT_SNAPSHOT_COUNT, SingleNodeLog
 
@@ -51,12 +51,6 @@ class ServerConfig:
         return self.initial_cluster or {self.name: self.initial_advertise_peer_urls}
 
 
-def _id(*parts: str) -> int:
-    """A stable nonzero uint64 from its parts (member and cluster ids, as etcd derives them from URLs)."""
-    digest = hashlib.sha1("\x00".join(parts).encode()).digest()
-    return int.from_bytes(digest[:8], "big") or 1
-
-
 class CorralServer:
     """One member: owns the store's state machine and the log that feeds it."""
 
@@ -64,16 +58,21 @@ class CorralServer:
         self.config = config
         cluster = config.cluster()
         token = config.initial_cluster_token
-        self.member_ids = {name: _id(*sorted(urls), token) for name, urls in cluster.items()}
-        self.member_id = self.member_ids.get(config.name) or _id(config.name, token)
-        self.cluster_id = _id(*(str(i) for i in sorted(self.member_ids.values())), token)
+        members = [Member(member_id(urls, token), name, tuple(urls)) for name, urls in cluster.items()]
+        ids = {m.name: m.id for m in members}
+        self.member_id = ids.get(config.name) or derive_id(config.name, token)
+        self.cluster_id = cluster_id(ids.values(), token)
         self.state = KVStateMachine()
         self.log: ReplicatedLog
         if len(cluster) > 1:
-            peers = {self.member_ids[name]: urls[0] for name, urls in cluster.items()}
+            bootstrap = config.initial_cluster_state != "existing"
             settings = RaftSettings(
                 member_id=self.member_id,
-                peers=peers,
+                initial_members=tuple(members),
+                cluster_token=token,
+                cluster_id=self.cluster_id if bootstrap else 0,  # a joiner learns the id from the log
+                bootstrap=bootstrap,
+                client_urls=config.advertise_client_urls,
                 listen_peer_url=config.listen_peer_urls[0],
                 snapshot_count=config.snapshot_count,
                 tick_seconds=config.heartbeat_interval_ms / 1000,
@@ -83,8 +82,13 @@ class CorralServer:
             self.log = RaftNode(config.data_dir, self.state, settings)
         else:
             # One member needs no agreement: a WAL with group commit is the whole log.
-            self.log = SingleNodeLog(config.data_dir, self.state, self.member_id, config.snapshot_count)
-        self._cluster_id_text = str(self.cluster_id)
+            me = Member(self.member_id, config.name, config.initial_advertise_peer_urls, config.advertise_client_urls)
+            self.log = SingleNodeLog(
+                config.data_dir, self.state, self.member_id, config.snapshot_count, member=me,
+                cluster_id=self.cluster_id,
+            )  # fmt: skip
+        self._cluster_id = 0
+        self._cluster_id_text = "0"
         self._member_id_text = str(self.member_id)
 
     async def start(self) -> None:
@@ -95,6 +99,9 @@ class CorralServer:
         await self.log.close()
 
     def header(self, revision: int) -> dict[str, Any]:
+        if self._cluster_id != self.log.cluster_id:  # a joining member learns it from the log
+            self._cluster_id = self.log.cluster_id
+            self._cluster_id_text = str(self._cluster_id)
         return {
             "cluster_id": self._cluster_id_text,
             "member_id": self._member_id_text,

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from .membership import Member
 
 
 class SnapshotSource(Protocol):
@@ -79,6 +82,42 @@ class LogFailed(LogError):
     """Storage failed; the node stops taking writes rather than risk acknowledging a lost one."""
 
 
+class MembershipError(LogError):
+    """A membership change was refused; nothing was changed."""
+
+
+class MemberNotFound(MembershipError):
+    pass
+
+
+class MemberExists(MembershipError):
+    """A member with that id is already in the cluster."""
+
+
+class PeerURLExists(MembershipError):
+    """Another member already uses one of those peer URLs."""
+
+
+class NotLearner(MembershipError):
+    """Only a learner can be promoted."""
+
+
+class LearnerNotReady(MembershipError):
+    """The learner's log is too far behind the leader's to let it vote yet."""
+
+
+class TooManyLearners(MembershipError):
+    pass
+
+
+class NotEnoughStartedMembers(MembershipError):
+    """The change would leave fewer running voters than the new quorum needs."""
+
+
+class MembershipUnsupported(MembershipError):
+    """This log cannot change its membership (a member that runs without Raft)."""
+
+
 class ReplicatedLog(Protocol):
     async def start(self) -> None: ...
 
@@ -105,3 +144,25 @@ class ReplicatedLog(Protocol):
         ...
 
     def status(self) -> LogStatus: ...
+
+    @property
+    def cluster_id(self) -> int:
+        """The cluster's id; 0 until a joining member has learned it from the log."""
+        ...
+
+    def members(self) -> list[Member]:
+        """The members as of the last applied entry, sorted by id."""
+        ...
+
+    async def add_member(self, peer_urls: tuple[str, ...], is_learner: bool) -> Member:
+        """Add a member (a learner does not vote); returns it once the change is applied here."""
+        ...
+
+    async def remove_member(self, member_id: int) -> None: ...
+
+    async def update_member(self, member_id: int, peer_urls: tuple[str, ...]) -> None: ...
+
+    async def promote_member(self, member_id: int) -> None:
+        """Make a learner a voter once its log has caught up; only the leader can judge that, so
+        other members raise NotLeader."""
+        ...

@@ -15,12 +15,13 @@ import itertools
 import logging
 import random
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import orjson
-
+from . import membership as mb
+from . import raft_snapshots
 from . import wal as wal_records
 from .log import (
     BadTransferee,
@@ -28,13 +29,17 @@ from .log import (
     LogError,
     LogFailed,
     LogStatus,
+    MemberNotFound,
     NotLeader,
+    PeerURLExists,
     SnapshotSource,
     StateMachine,
 )
+from .membership import Member, Membership
 from .raft import (
     NONE,
     ConfChange,
+    ConfChangeType,
     ConfState,
     Entry,
     EntryType,
@@ -49,6 +54,7 @@ from .raft import (
     Snapshot,
     SnapshotMeta,
 )
+from .raft.confchange import validate_change
 from .raft.storage import MemoryStorage
 from .snapfile import SnapshotFiles
 from .transport import PeerTransport
@@ -59,7 +65,7 @@ DEFAULT_TICK_SECONDS = 0.1  # etcd's default heartbeat interval
 DEFAULT_ELECTION_TICKS = 10  # etcd's default election timeout: 1 s
 DEFAULT_REQUEST_TIMEOUT = 7.0  # etcd: 5 s + 2 election timeouts
 SNAPSHOT_CATCH_UP_ENTRIES = 5000  # entries kept after a snapshot for slow followers (as etcd)
-_REQUEST_ID_BYTES = 16  # member id and a counter: unique across the cluster
+_REQUEST_ID_BYTES = mb.REQUEST_ID_BYTES  # member id and a counter: unique across the cluster
 _LEADER_MESSAGES = frozenset(
     {MessageType.APP, MessageType.HEARTBEAT, MessageType.SNAP, MessageType.TIMEOUT_NOW, MessageType.READ_INDEX_RESP}
 )
@@ -76,9 +82,13 @@ class LogTimeout(LogError):
 @dataclass(frozen=True, slots=True)
 class RaftSettings:
     member_id: int
-    peers: dict[int, str]  # every voting member's id -> peer URL, this member included
+    initial_members: tuple[Member, ...]  # --initial-cluster: names and peer URLs, this member included
     listen_peer_url: str
     snapshot_count: int
+    cluster_token: str = "etcd-cluster"
+    cluster_id: int = 0  # a new cluster's id (from its founding members); joiners learn it from the log
+    bootstrap: bool = True  # a new cluster; False joins an existing one (--initial-cluster-state existing)
+    client_urls: tuple[str, ...] = ()  # published through the log once this member runs
     tick_seconds: float = DEFAULT_TICK_SECONDS
     election_ticks: int = DEFAULT_ELECTION_TICKS
     request_timeout: float = DEFAULT_REQUEST_TIMEOUT
@@ -96,7 +106,9 @@ class RaftNode:
         self._snapshots = SnapshotFiles(self._snap_dir)
         self._disk = ThreadPoolExecutor(max_workers=1, thread_name_prefix="corral-wal")
         self._snapshot_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="corral-snapshot")
-        self._storage = MemoryStorage.with_members(sorted(settings.peers))
+        self._storage = MemoryStorage()
+        self._membership = Membership()
+        self._removed = False
         self._node: RawNode | None = None
         self._wal: wal_records.WAL | None = None
         self._transport: PeerTransport | None = None
@@ -133,14 +145,15 @@ class RaftNode:
         )
         config.validate()
         self._node = RawNode(config, self._storage)
-        peers = {pid: url for pid, url in self._settings.peers.items() if pid != self._settings.member_id}
         self._transport = PeerTransport(
-            self._settings.member_id, self._settings.listen_peer_url, peers, self._on_message, self._on_unreachable
-        )
+            self._settings.member_id, self._settings.listen_peer_url, self._peer_urls(), self._on_message,
+            self._on_unreachable,
+        )  # fmt: skip
         await self._transport.start()
         self._tasks = [
             asyncio.create_task(self._run(), name="corral-raft-ready"),
             asyncio.create_task(self._tick(), name="corral-raft-tick"),
+            asyncio.create_task(self._publish_attributes(), name="corral-raft-publish"),
         ]
         self._wakeup.set()
 
@@ -149,21 +162,47 @@ class RaftNode:
         applied = 0
         snapshot = self._snapshots.load_newest()
         if snapshot is not None:
-            self._state_machine.restore(snapshot.data)
-            conf = self._load_conf(snapshot.index) or self._storage.snapshot().meta.conf_state
+            conf, self._membership, state = raft_snapshots.split(snapshot.data)
+            self._state_machine.restore(state)
             self._storage.apply_snapshot(Snapshot(SnapshotMeta(snapshot.index, snapshot.term, conf)))
             self._snapshot_indexes.append(snapshot.index)
             applied = snapshot.index
         wal, contents = wal_records.WAL.open(self._wal_dir)
         if contents.truncated_bytes:
             logger.warning("WAL had a torn or corrupt tail: dropped %d bytes", contents.truncated_bytes)
+        self._wal = wal
+        if snapshot is None and not contents.entries and contents.state.term == 0 and self._settings.bootstrap:
+            self._bootstrap(wal)
+            return 0
         state = contents.state
         self._storage.set_hard_state(HardState(state.term, state.vote, state.commit))
         self._storage.append([_from_wal(entry) for entry in contents.entries])
         self._term = state.term
-        self._wal = wal
         logger.info("recovered: snapshot at %d, log to %d, term %d", applied, self._storage.last_index(), state.term)
         return applied
+
+    def _bootstrap(self, wal: wal_records.WAL) -> None:
+        """A new cluster's log starts with one committed conf change per founding member, so that every
+        member, including one added much later, learns the founders by replaying the log."""
+        changes = mb.bootstrap_changes(list(self._settings.initial_members), self._settings.cluster_id)
+        entries = [Entry(1, i, change.encode(), EntryType.CONF_CHANGE) for i, change in enumerate(changes, 1)]
+        hard = HardState(term=1, commit=len(entries))
+        wal.append_entries([_to_wal(entry) for entry in entries])
+        wal.save_state(wal_records.HardState(hard.term, hard.vote, hard.commit))
+        wal.sync()
+        self._storage.append(entries)
+        self._storage.set_hard_state(hard)
+        self._term = 1
+        logger.info("bootstrapped a new cluster of %d members", len(entries))
+
+    def _peer_urls(self) -> dict[int, str]:
+        """Where to reach every other member: the log's membership, else the command line's."""
+        urls = {m.id: m.peer_urls[0] for m in self._settings.initial_members if m.peer_urls}
+        urls.update(self._membership.peer_urls())
+        for removed in self._membership.removed:
+            urls.pop(removed, None)
+        urls.pop(self._settings.member_id, None)
+        return urls
 
     async def close(self) -> None:
         self._closed = True
@@ -197,16 +236,22 @@ class RaftNode:
     async def propose(self, data: bytes, decoded: object | None = None) -> object:
         node = self._ready_node()
         request_id = self._next_id()
+        return await self._submit(request_id, decoded, lambda: node.propose(request_id + data))
+
+    async def _submit(
+        self, request_id: bytes, decoded: object, place: Callable[[], None], timeout: float | None = None
+    ) -> object:
+        """Place a proposal tagged `request_id` and wait until it is applied on this member."""
         future: asyncio.Future[object] = asyncio.get_running_loop().create_future()
         self._waiters[request_id] = (future, decoded)
         try:
-            node.propose(request_id + data)
+            place()
         except ProposalDropped as exc:
             del self._waiters[request_id]
             raise NoLeader("no leader") from exc
         self._wakeup.set()
         try:
-            return await asyncio.wait_for(future, self._settings.request_timeout)
+            return await asyncio.wait_for(future, timeout or self._settings.request_timeout)
         except TimeoutError:
             raise LogTimeout("request timed out") from None
         finally:
@@ -250,6 +295,83 @@ class RaftNode:
                 raise LogTimeout("request timed out")
             await asyncio.sleep(self._settings.tick_seconds)
 
+    # -- membership --------------------------------------------------------------------------------
+
+    @property
+    def cluster_id(self) -> int:
+        return self._membership.cluster_id or self._settings.cluster_id
+
+    def members(self) -> list[Member]:
+        return self._membership.sorted_members()
+
+    async def add_member(self, peer_urls: tuple[str, ...], is_learner: bool) -> Member:
+        new_id = mb.member_id(peer_urls, self._settings.cluster_token)
+        mb.check_add(self._membership, new_id, peer_urls, is_learner, self._reachable())
+        kind = ConfChangeType.ADD_LEARNER if is_learner else ConfChangeType.ADD_VOTER
+        await self._change(kind, new_id, peerURLs=list(peer_urls))
+        return self._membership.members.get(new_id) or Member(new_id, peer_urls=peer_urls, is_learner=is_learner)
+
+    async def remove_member(self, member_id: int) -> None:
+        mb.check_remove(self._membership, member_id, self._reachable())
+        await self._change(ConfChangeType.REMOVE_NODE, member_id)
+
+    async def update_member(self, member_id: int, peer_urls: tuple[str, ...]) -> None:
+        if member_id not in self._membership.members:
+            raise MemberNotFound("member not found")
+        if self._membership.holder_of(peer_urls, excluding=member_id) is not None:
+            raise PeerURLExists("peer URLs already exist")
+        await self._change(ConfChangeType.UPDATE_NODE, member_id, peerURLs=list(peer_urls))
+
+    async def promote_member(self, member_id: int) -> None:
+        node = self._ready_node()
+        mb.check_promote(self._membership, member_id, 1, 0, self._reachable())  # what any member can tell
+        if self._leader != self._settings.member_id:
+            raise NotLeader("not leader")  # only the leader knows how far the learner has got
+        progress = node.status().progress
+        learner = progress.get(member_id)
+        leader_match = progress[self._settings.member_id].match if progress else 0
+        learner_match = learner.match if learner is not None else 0
+        mb.check_promote(self._membership, member_id, learner_match, leader_match, self._reachable())
+        await self._change(ConfChangeType.ADD_VOTER, member_id)
+
+    def _reachable(self) -> set[int]:
+        """Members this one is connected to, itself included (etcd's "connected since" checks)."""
+        transport = self._transport
+        peers = {m for m in self._membership.members if transport is not None and transport.connected(m)}
+        return peers | {self._settings.member_id}
+
+    async def _change(self, kind: ConfChangeType, node_id: int, timeout: float | None = None, **fields: object) -> None:
+        node = self._ready_node()
+        deadline = time.monotonic() + self._settings.request_timeout
+        # One change at a time: the leader would turn a second one into a no-op, so wait our turn.
+        while node.conf_change_pending and time.monotonic() < deadline:
+            await asyncio.sleep(self._settings.tick_seconds / 4)
+        request_id = self._next_id()
+        change = ConfChange(kind, node_id, mb.encode_context(request_id, **fields))
+        await self._submit(request_id, None, lambda: node.propose_conf_change(change), timeout)
+
+    async def _publish_attributes(self) -> None:
+        """Publish this member's name and client URLs through the log (etcd's member attributes)."""
+        settings = self._settings
+        name = next((m.name for m in settings.initial_members if m.id == settings.member_id), "")
+        # Members starting together publish at once and the leader admits one change at a time,
+        # turning the others into no-ops: retry after an election timeout, not a request timeout.
+        retry_after = settings.tick_seconds * settings.election_ticks
+        while not self._closed:
+            me = self._membership.members.get(settings.member_id)
+            if me is not None and me.name == name and me.client_urls == settings.client_urls:
+                return
+            if me is not None and self._leader != NONE:
+                try:
+                    await self._change(
+                        ConfChangeType.UPDATE_NODE, settings.member_id, retry_after, name=name,
+                        clientURLs=list(settings.client_urls),
+                    )  # fmt: skip
+                    continue
+                except LogError as exc:
+                    logger.info("publishing member attributes failed (%s); will retry", exc)
+            await asyncio.sleep(retry_after * random.random())
+
     def isolate(self, peers: set[int]) -> None:
         """Fault injection for tests: drop all Raft traffic to and from `peers` (empty heals)."""
         self._isolated = frozenset(peers)
@@ -259,6 +381,8 @@ class RaftNode:
     def _ready_node(self) -> RawNode:
         if self._failure is not None:
             raise LogFailed(f"storage failed: {self._failure}")
+        if self._removed:
+            raise LogClosed("the member has been permanently removed from the cluster")
         if self._closed or self._node is None:
             raise LogClosed("the log is closed")
         return self._node
@@ -355,6 +479,7 @@ class RaftNode:
                 apply_first = ready.snapshot is None
                 if apply_first:
                     self._apply(ready)
+                incoming = raft_snapshots.split(ready.snapshot.data) if ready.snapshot is not None else None
                 try:
                     await loop.run_in_executor(self._disk, self._persist, ready)
                 except Exception as exc:  # noqa: BLE001 - storage failure: stop taking writes
@@ -362,7 +487,7 @@ class RaftNode:
                     self._failure = exc
                     self._fail_waiters(LogFailed(f"storage failed: {exc}"))
                     return
-                self._after_persist(ready)
+                self._after_persist(ready, incoming)
                 if not early:
                     self._send(ready.messages)
                 if not apply_first:
@@ -386,7 +511,6 @@ class RaftNode:
         snapshot = ready.snapshot
         if snapshot is not None:
             self._snapshots.save(snapshot.meta.index, snapshot.meta.term, snapshot.data)
-            self._save_conf(snapshot.meta.index, snapshot.meta.conf_state)
             wal.mark_snapshot(snapshot.meta.index, snapshot.meta.term)
         if ready.entries:
             wal.append_entries([_to_wal(entry) for entry in ready.entries])
@@ -396,12 +520,14 @@ class RaftNode:
         if ready.must_sync or snapshot is not None:
             wal.sync()
 
-    def _after_persist(self, ready: Ready) -> None:
+    def _after_persist(self, ready: Ready, incoming: tuple[ConfState, Membership, bytes] | None) -> None:
         storage = self._storage
-        if ready.snapshot is not None:
+        if ready.snapshot is not None and incoming is not None:
             storage.apply_snapshot(replace(ready.snapshot, data=b""))
-            self._state_machine.restore(ready.snapshot.data)
+            _, self._membership, state = incoming
+            self._state_machine.restore(state)
             self._snapshot_indexes = [ready.snapshot.meta.index]
+            self._membership_changed()
         if ready.entries:
             storage.append(ready.entries)
         if ready.hard_state is not None:
@@ -446,7 +572,7 @@ class RaftNode:
         apply = self._state_machine.apply
         for entry in ready.committed_entries:
             if entry.type is EntryType.CONF_CHANGE:
-                self._node.apply_conf_change(ConfChange.decode(entry.data))
+                self._apply_conf_change(ConfChange.decode(entry.data))
                 apply(entry.index, b"")
                 continue
             if not entry.data:
@@ -468,6 +594,25 @@ class RaftNode:
                 if not future.done():
                     future.set_result(read.index)
         self._wake_applied()
+
+    def _apply_conf_change(self, change: ConfChange) -> None:
+        assert self._node is not None
+        accepted = validate_change(self._node.status().conf_state, change) is None
+        self._node.apply_conf_change(change)
+        request_id, fields = mb.decode_context(change.context)
+        if accepted:
+            self._membership.apply(change, fields)
+            self._membership_changed()
+            if change.type is ConfChangeType.REMOVE_NODE and change.node_id == self._settings.member_id:
+                logger.warning("this member has been removed from the cluster; it takes no more requests")
+                self._removed = True
+        waiter = self._waiters.pop(request_id, None)
+        if waiter is not None and not waiter[0].done():
+            waiter[0].set_result(None)
+
+    def _membership_changed(self) -> None:
+        if self._transport is not None:
+            self._transport.set_peers(self._peer_urls())
 
     async def _wait_applied(self, index: int) -> None:
         if self._state_machine.applied_index >= index:
@@ -516,9 +661,10 @@ class RaftNode:
             assert self._node is not None
             source: SnapshotSource = self._state_machine.snapshot()
             conf = self._node.status().conf_state
+            members = self._membership.copy()
             term = self._storage.term(source.index)
             try:
-                await loop.run_in_executor(self._snapshot_thread, self._save_snapshot, source, term, conf)
+                await loop.run_in_executor(self._snapshot_thread, self._save_snapshot, source, term, conf, members)
             finally:
                 source.release()
             self._storage.create_snapshot(source.index, conf, b"")
@@ -535,26 +681,10 @@ class RaftNode:
         finally:
             self._snapshotting = None
 
-    def _save_snapshot(self, source: SnapshotSource, term: int, conf: ConfState) -> None:
-        self._save_conf(source.index, conf)
-        self._snapshots.save_chunks(source.index, term, source.chunks())
-
-    def _save_conf(self, index: int, conf: ConfState) -> None:
-        """The membership as of a snapshot, beside it (the snapshot files hold only the state)."""
-        path = self._snap_dir / f"conf-{index:016x}.json"
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_bytes(orjson.dumps({"voters": list(conf.voters), "learners": list(conf.learners)}))
-        tmp.replace(path)
-        for old in sorted(self._snap_dir.glob("conf-*.json"))[:-4]:
-            old.unlink()
-
-    def _load_conf(self, index: int) -> ConfState | None:
-        path = self._snap_dir / f"conf-{index:016x}.json"
-        try:
-            doc = orjson.loads(path.read_bytes())
-        except (FileNotFoundError, orjson.JSONDecodeError):
-            return None
-        return ConfState.of(doc["voters"], doc["learners"])
+    def _save_snapshot(self, source: SnapshotSource, term: int, conf: ConfState, members: Membership) -> None:
+        header = raft_snapshots.encode_header(conf, members)
+        chunks = [(raft_snapshots.header_chunk_name(source.index), lambda: header), *source.chunks()]
+        self._snapshots.save_chunks(source.index, term, chunks)
 
 
 def _to_wal(entry: Entry) -> wal_records.Entry:

@@ -17,7 +17,17 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from .log import BadTransferee, LogClosed, LogFailed, LogStatus, StateMachine
+from .log import (
+    BadTransferee,
+    LogClosed,
+    LogFailed,
+    LogStatus,
+    MemberNotFound,
+    MembershipUnsupported,
+    NotLearner,
+    StateMachine,
+)
+from .membership import Member
 from .snapfile import SnapshotFiles
 from .wal import WAL, Entry, HardState, WalCorruptError
 
@@ -35,11 +45,16 @@ class SingleNodeLog:
         state_machine: StateMachine,
         member_id: int,
         snapshot_count: int = DEFAULT_SNAPSHOT_COUNT,
+        *,
+        member: Member | None = None,
+        cluster_id: int = 0,
     ) -> None:
         self._wal_dir = data_dir / "member" / "wal"
         self._snap_dir = data_dir / "member" / "snap"
         self._state_machine = state_machine
         self._member_id = member_id
+        self._member = member or Member(member_id)
+        self._cluster_id = cluster_id
         self._snapshot_count = snapshot_count
         self._term = 0
         self._last_index = 0
@@ -86,8 +101,7 @@ class SingleNodeLog:
         wal.save_state(HardState(self._term, self._member_id, self._last_index))
         wal.sync()
         self._wal = wal
-        logger.info("recovered to index %d (term %d, %d entries replayed)", self._last_index, self._term,
-                    len(entries))
+        logger.info("recovered to index %d (term %d, %d entries replayed)", self._last_index, self._term, len(entries))
 
     async def close(self) -> None:
         self._closed = True
@@ -132,6 +146,35 @@ class SingleNodeLog:
     @property
     def term(self) -> int:
         return self._term
+
+    @property
+    def cluster_id(self) -> int:
+        return self._cluster_id
+
+    def members(self) -> list[Member]:
+        return [self._member]
+
+    # A member without Raft cannot grow (Corral's one difference from a one-member etcd here): start
+    # members with --initial-cluster to be able to change the membership later.
+
+    async def add_member(self, peer_urls: tuple[str, ...], is_learner: bool) -> Member:
+        raise MembershipUnsupported("a single-node member runs without Raft and cannot add members")
+
+    async def remove_member(self, member_id: int) -> None:
+        self._refuse_change(member_id)
+
+    async def update_member(self, member_id: int, peer_urls: tuple[str, ...]) -> None:
+        self._refuse_change(member_id)
+
+    async def promote_member(self, member_id: int) -> None:
+        if member_id != self._member_id:
+            raise MemberNotFound("member not found")
+        raise NotLearner("only a learner can be promoted")
+
+    def _refuse_change(self, member_id: int) -> None:
+        if member_id != self._member_id:
+            raise MemberNotFound("member not found")
+        raise MembershipUnsupported("a single-node member runs without Raft and cannot change its membership")
 
     @property
     def snapshot_in_progress(self) -> bool:

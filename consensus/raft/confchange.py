@@ -17,10 +17,15 @@ class ConfChangeError(ValueError):
 def apply_change(conf: ConfState, change: ConfChange) -> ConfState:
     """The configuration after `change`. Changes that alter nothing return `conf` unchanged.
 
-    ADD_VOTER on a learner promotes it; ADD_LEARNER on a voter demotes it.
+    ADD_VOTER on a learner promotes it; ADD_LEARNER on a voter demotes it; UPDATE_NODE changes nothing
+    here (the application keeps what its context says).
     """
     if change.node_id <= 0:
         raise ConfChangeError(f"invalid node id {change.node_id}")
+    if change.type is ConfChangeType.UPDATE_NODE:
+        if not conf.contains(change.node_id):
+            raise ConfChangeError(f"UPDATE_NODE {change.node_id}: not a member")
+        return conf
     voters = dict.fromkeys(conf.voters)
     learners = dict.fromkeys(conf.learners)
     node = change.node_id

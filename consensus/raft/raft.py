@@ -364,7 +364,8 @@ class Raft:
             change = ConfChange.decode(entry.data)
         except ValueError:
             return False
-        return change.node_id == self.id and change.type is not ConfChangeType.ADD_VOTER
+        removing = change.type in (ConfChangeType.REMOVE_NODE, ConfChangeType.ADD_LEARNER)
+        return change.node_id == self.id and removing
 
     def apply_conf_change(self, change: ConfChange) -> ConfState:
         """Apply a committed conf change; returns the new membership.

@@ -124,6 +124,13 @@ class RawNode:
         """Apply a committed conf change (call while applying its entry); returns the new membership."""
         return self.raft.apply_conf_change(change)
 
+    @property
+    def conf_change_pending(self) -> bool:
+        """Whether this node leads and a membership change it accepted is not yet applied (a second
+        change proposed now would be turned into a no-op)."""
+        r = self.raft
+        return r.role is Role.LEADER and r.pending_conf_index > r.log.applied
+
     def has_ready(self) -> bool:
         """Whether ready() would return something to do (False while a Ready awaits advance())."""
         if self._outstanding is not None:

@@ -39,6 +39,7 @@ class ConfChangeType(enum.Enum):
     ADD_VOTER = 0  # also promotes an existing learner
     REMOVE_NODE = 1
     ADD_LEARNER = 2  # also demotes an existing voter
+    UPDATE_NODE = 3  # no change to who votes: carries the member's new metadata in its context
 
 
 _CC_HEADER = struct.Struct(">BQ")

@@ -180,6 +180,34 @@ def corral_cluster(base_dir: Path, size: int = 3, extra: list[str] | None = None
     return _cluster("corral", [sys.executable, "-m", "corral"], base_dir, size, extra or [])
 
 
+def joining_member(existing: ServerProcess, name: str) -> ServerProcess:
+    """A new member (not started) for the cluster `existing` belongs to, started the way etcd's docs
+    say to start one that `member add` announced: `--initial-cluster-state existing` and an initial
+    cluster listing every member and itself. Its peer URL is `peer_url(member)`."""
+    flags = dict(zip(existing.args, existing.args[1:], strict=False))  # each flag -> the word after it
+    client_url, peer = f"http://127.0.0.1:{free_port()}", f"http://127.0.0.1:{free_port()}"
+    data_dir = existing.data_dir.parent / name
+    command = existing.args[: existing.args.index("--name")]
+    args = [
+        *command,
+        "--name", name,
+        "--data-dir", str(data_dir),
+        "--listen-client-urls", client_url,
+        "--advertise-client-urls", client_url,
+        "--listen-peer-urls", peer,
+        "--initial-advertise-peer-urls", peer,
+        "--initial-cluster", f"{flags['--initial-cluster']},{name}={peer}",
+        "--initial-cluster-token", flags["--initial-cluster-token"],
+        "--initial-cluster-state", "existing",
+        *existing.args[existing.args.index("--initial-cluster-state") + 2 :],  # the cluster's extra flags
+    ]  # fmt: skip
+    return ServerProcess(existing.kind, client_url, data_dir, args, data_dir.parent / f"{name}.log")
+
+
+def peer_url(member: ServerProcess) -> str:
+    return member.args[member.args.index("--initial-advertise-peer-urls") + 1]
+
+
 def etcd_cluster(base_dir: Path, size: int = 3, extra: list[str] | None = None) -> list[ServerProcess]:
     """`size` etcd members on loopback that form one cluster (not started), like `corral_cluster`."""
     binary = etcd_binary()

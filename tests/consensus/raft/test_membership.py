@@ -21,6 +21,7 @@ from tests.consensus.raft.helpers import make_storage, new_raft
 
 MT = MessageType
 ADD, REMOVE, LEARNER = ConfChangeType.ADD_VOTER, ConfChangeType.REMOVE_NODE, ConfChangeType.ADD_LEARNER
+UPDATE = ConfChangeType.UPDATE_NODE
 
 
 def change(kind: ConfChangeType, node: int) -> ConfChange:
@@ -48,6 +49,7 @@ def committed_everywhere(c: Cluster, data: bytes, nodes: list[int]) -> bool:
         (ConfState.of([1, 2], [3]), change(ADD, 3), ConfState.of([1, 2, 3])),  # promotion
         (ConfState.of([1, 2], [3]), change(REMOVE, 3), ConfState.of([1, 2])),
         (ConfState.of([1, 2]), change(LEARNER, 2), ConfState.of([1], [2])),  # demotion
+        (ConfState.of([1, 2], [3]), change(UPDATE, 3), ConfState.of([1, 2], [3])),  # metadata only
     ],
 )
 def test_apply_change(conf: ConfState, cc: ConfChange, expected: ConfState) -> None:
@@ -57,6 +59,21 @@ def test_apply_change(conf: ConfState, cc: ConfChange, expected: ConfState) -> N
 def test_removing_the_last_voter_is_an_error() -> None:
     with pytest.raises(ConfChangeError):
         apply_change(ConfState.of([1], [2]), change(REMOVE, 1))
+
+
+def test_updating_a_node_that_is_not_a_member_is_an_error() -> None:
+    with pytest.raises(ConfChangeError):
+        apply_change(ConfState.of([1, 2]), change(UPDATE, 3))
+
+
+def test_updating_the_leader_neither_removes_it_nor_blocks_proposals() -> None:
+    c = Cluster([1, 2, 3], seed=17)
+    c.elect(1)
+    c.propose_conf_change(1, ConfChange(UPDATE, 1, b"new metadata"))
+    assert c.propose(1, b"still taken")
+    c.stabilize()
+    assert c.leader() == 1 and c.nodes[2].conf_state == ConfState.of([1, 2, 3])
+    assert committed_everywhere(c, b"still taken", [1, 2, 3])
 
 
 def test_conf_change_round_trips_through_entry_data() -> None:
