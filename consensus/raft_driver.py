@@ -56,6 +56,7 @@ from .raft import (
 )
 from .raft.confchange import validate_change
 from .raft.storage import MemoryStorage
+from .read_index import AppliedWaiters, ReadRounds
 from .snapfile import SnapshotFiles
 from .transport import PeerTransport
 
@@ -116,10 +117,8 @@ class RaftNode:
         self._tasks: list[asyncio.Task[None]] = []
         self._waiters: dict[bytes, tuple[asyncio.Future[object], object]] = {}
         self._request_ids = itertools.count(1)
-        self._reads_waiting: list[asyncio.Future[int]] = []
-        self._reads_in_flight: dict[bytes, list[asyncio.Future[int]]] = {}
-        self._read_round_started = 0.0
-        self._applied_waiters: list[tuple[int, asyncio.Future[None]]] = []
+        self._reads = ReadRounds()
+        self._applied_waiters = AppliedWaiters()
         self._term = 0
         self._leader = NONE
         self._role = Role.FOLLOWER
@@ -261,8 +260,7 @@ class RaftNode:
         """ReadIndex: learn the leader's commit index after it confirms leadership, then wait until
         this member has applied that far."""
         self._ready_node()
-        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        self._reads_waiting.append(future)
+        future = self._reads.add()
         self._wakeup.set()  # the Ready loop starts a round; reads arriving meanwhile join it
         try:
             index = await asyncio.wait_for(future, self._settings.request_timeout)
@@ -415,33 +413,12 @@ class RaftNode:
             await asyncio.sleep(max(0.0, next_tick - time.monotonic()))
             assert self._node is not None
             self._node.tick()
-            self._expire_read_round()
+            self._reads.expire(time.monotonic(), self._settings.request_timeout, LogTimeout("request timed out"))
             self._wakeup.set()
 
     def _start_read_round(self) -> None:
-        if not self._reads_waiting or self._node is None:
-            return
-        context = self._next_id()
-        readers, self._reads_waiting = self._reads_waiting, []
-        try:
-            self._node.read_index(context)
-        except ProposalDropped:
-            for future in readers:
-                if not future.done():
-                    future.set_exception(NoLeader("no leader"))
-            return
-        self._reads_in_flight[context] = readers
-        self._read_round_started = time.monotonic()
-        self._wakeup.set()
-
-    def _expire_read_round(self) -> None:
-        """A ReadIndex request can be lost (the leader changed); give up on it so reads can go on."""
-        if self._reads_in_flight and time.monotonic() - self._read_round_started > self._settings.request_timeout:
-            for readers in self._reads_in_flight.values():
-                for future in readers:
-                    if not future.done():
-                        future.set_exception(LogTimeout("request timed out"))
-            self._reads_in_flight.clear()
+        if self._reads.can_start and self._node is not None:
+            self._reads.start(self._next_id(), self._node.read_index, time.monotonic(), NoLeader("no leader"))
             self._wakeup.set()
 
     # -- the Ready loop ----------------------------------------------------------------------------
@@ -463,8 +440,7 @@ class RaftNode:
         while not self._closed:
             await self._wakeup.wait()
             self._wakeup.clear()
-            if not self._reads_in_flight:
-                self._start_read_round()
+            self._start_read_round()
             while node.has_ready() and self._failure is None:
                 ready = node.ready()
                 # A leader may replicate while it writes its own log (Raft thesis §10.2.1): a follower's
@@ -493,9 +469,8 @@ class RaftNode:
                 if not apply_first:
                     self._apply(ready)
                 node.advance(ready)
-                if not self._reads_in_flight:
-                    # Reads that arrived while this Ready was being written share one heartbeat round.
-                    self._start_read_round()
+                # Reads that arrived while this Ready was being written share one heartbeat round.
+                self._start_read_round()
                 self._maybe_snapshot()
 
     def _may_send_before_persisting(self, ready: Ready) -> bool:
@@ -589,11 +564,8 @@ class RaftNode:
                 continue
             if waiter and not waiter[0].done():
                 waiter[0].set_result(result)
-        for read in ready.read_states:
-            for future in self._reads_in_flight.pop(read.context, []):
-                if not future.done():
-                    future.set_result(read.index)
-        self._wake_applied()
+        self._reads.answer(ready.read_states)
+        self._applied_waiters.wake(self._state_machine.applied_index)
 
     def _apply_conf_change(self, change: ConfChange) -> None:
         assert self._node is not None
@@ -617,35 +589,17 @@ class RaftNode:
     async def _wait_applied(self, index: int) -> None:
         if self._state_machine.applied_index >= index:
             return
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._applied_waiters.append((index, future))
         try:
-            await asyncio.wait_for(future, self._settings.request_timeout)
+            await asyncio.wait_for(self._applied_waiters.wait_for(index), self._settings.request_timeout)
         except TimeoutError:
             raise LogTimeout("request timed out") from None
 
-    def _wake_applied(self) -> None:
-        applied = self._state_machine.applied_index
-        still_waiting = []
-        for index, future in self._applied_waiters:
-            if index <= applied:
-                if not future.done():
-                    future.set_result(None)
-            else:
-                still_waiting.append((index, future))
-        self._applied_waiters = still_waiting
-
     def _fail_waiters(self, error: LogError) -> None:
-        futures: list[asyncio.Future[object] | asyncio.Future[int] | asyncio.Future[None]] = [
-            future for future, _ in self._waiters.values()
-        ]
-        futures += self._reads_waiting
-        for batch in self._reads_in_flight.values():
-            futures += batch
-        futures += [future for _, future in self._applied_waiters]
-        for future in futures:
+        for future, _ in self._waiters.values():
             if not future.done():
                 future.set_exception(error)
+        self._reads.fail_all(error)
+        self._applied_waiters.fail_all(error)
 
     # -- snapshots ---------------------------------------------------------------------------------
 
