@@ -128,7 +128,8 @@ class RaftNode:
         self._snapshot_sends: set[asyncio.Task[None]] = set()
         self._failure: BaseException | None = None
         self._closed = False
-        self._isolated: frozenset[int] = frozenset()
+        self._deaf_to: frozenset[int] = frozenset()  # fault injection: drop messages from these peers
+        self._mute_to: frozenset[int] = frozenset()  # ...and to these
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
@@ -370,9 +371,11 @@ class RaftNode:
                     logger.info("publishing member attributes failed (%s); will retry", exc)
             await asyncio.sleep(retry_after * random.random())
 
-    def isolate(self, peers: set[int]) -> None:
-        """Fault injection for tests: drop all Raft traffic to and from `peers` (empty heals)."""
-        self._isolated = frozenset(peers)
+    def isolate(self, peers: set[int], inbound: bool = True, outbound: bool = True) -> None:
+        """Fault injection for tests: drop Raft traffic from `peers` (inbound) and to them (outbound);
+        an empty set heals. One direction only makes an asymmetric partition."""
+        self._deaf_to = frozenset(peers) if inbound else frozenset()
+        self._mute_to = frozenset(peers) if outbound else frozenset()
 
     # -- inputs ------------------------------------------------------------------------------------
 
@@ -389,7 +392,7 @@ class RaftNode:
         return self._settings.member_id.to_bytes(8, "big") + next(self._request_ids).to_bytes(8, "big")
 
     def _on_message(self, message: Message) -> None:
-        if self._node is None or self._closed or message.frm in self._isolated:
+        if self._node is None or self._closed or message.frm in self._deaf_to:
             return
         try:
             self._node.step(message)
@@ -516,8 +519,8 @@ class RaftNode:
             self._leader = ready.soft_state.lead
 
     def _send(self, messages: tuple[Message, ...]) -> None:
-        if self._isolated:
-            messages = tuple(m for m in messages if m.to not in self._isolated)
+        if self._mute_to:
+            messages = tuple(m for m in messages if m.to not in self._mute_to)
         if not messages or self._transport is None:
             return
         plain = [m for m in messages if m.type is not MessageType.SNAP]
