@@ -118,6 +118,7 @@ class RaftNode:
         self._waiters: dict[bytes, tuple[asyncio.Future[object], object]] = {}
         self._request_ids = itertools.count(1)
         self._reads = ReadRounds()
+        self._proposals: list[bytes] = []
         self._applied_waiters = AppliedWaiters()
         self._term = 0
         self._leader = NONE
@@ -234,9 +235,11 @@ class RaftNode:
         return self._term
 
     async def propose(self, data: bytes, decoded: object | None = None) -> object:
-        node = self._ready_node()
+        self._ready_node()
         request_id = self._next_id()
-        return await self._submit(request_id, decoded, lambda: node.propose(request_id + data))
+        # Proposals are queued and handed to the core together once per Ready: one append and one
+        # message per follower for the whole batch, not one for each proposal.
+        return await self._submit(request_id, decoded, lambda: self._proposals.append(request_id + data))
 
     async def _submit(
         self, request_id: bytes, decoded: object, place: Callable[[], None], timeout: float | None = None
@@ -444,6 +447,7 @@ class RaftNode:
             await self._wakeup.wait()
             self._wakeup.clear()
             self._start_read_round()
+            self._flush_proposals()
             while node.has_ready() and self._failure is None:
                 ready = node.ready()
                 # A leader may replicate while it writes its own log (Raft thesis §10.2.1): a follower's
@@ -475,6 +479,19 @@ class RaftNode:
                 # Reads that arrived while this Ready was being written share one heartbeat round.
                 self._start_read_round()
                 self._maybe_snapshot()
+
+    def _flush_proposals(self) -> None:
+        if not self._proposals or self._node is None:
+            return
+        batch, self._proposals = self._proposals, []
+        try:
+            self._node.propose_batch(batch)
+        except ProposalDropped:
+            error = NoLeader("no leader")
+            for data in batch:
+                waiter = self._waiters.pop(data[:_REQUEST_ID_BYTES], None)
+                if waiter is not None and not waiter[0].done():
+                    waiter[0].set_exception(error)
 
     def _may_send_before_persisting(self, ready: Ready) -> bool:
         soft = ready.soft_state

@@ -6,6 +6,7 @@ the order documented on Ready, then advance(ready).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from corral.consensus.raft.config import RaftConfig
@@ -80,6 +81,11 @@ class RawNode:
         shows up in a Ready's committed_entries.
         """
         self.raft.step(Message(MT.PROP, frm=self.id, entries=(Entry(0, 0, data),)))
+
+    def propose_batch(self, batch: Sequence[bytes]) -> None:
+        """Propose several entries at once (one append, one message per follower); all or none."""
+        entries = tuple(Entry(0, 0, data) for data in batch)
+        self.raft.step(Message(MT.PROP, frm=self.id, entries=entries))
 
     def propose_conf_change(self, change: ConfChange) -> None:
         """Propose a membership change. The leader turns it into an empty entry if another change
