@@ -38,4 +38,6 @@ class MaintenanceRoutes:
         }
         out: dict[str, object] = {"header": server.header(server.state.store.revision)}
         out.update((name, value) for name, value in fields.items() if value != "0")
+        if any(m.id == status.member_id and m.is_learner for m in server.log.members()):
+            out["isLearner"] = True
         return codec.dumps(out)

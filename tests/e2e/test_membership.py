@@ -167,7 +167,9 @@ def test_a_learner_joins_is_promoted_and_replaces_the_leader_under_load(tmp_path
                 assert response.status_code in (200, 400), response.text
                 return response.status_code == 200
 
+            assert post(joiner, "/v3/maintenance/status", {}).json().get("isLearner") is True
             wait_until(promoted, 30.0, "the learner caught up and was promoted")
+            assert "isLearner" not in post(joiner, "/v3/maintenance/status", {}).json()
             removed = post(followers[0], "/v3/cluster/member/remove", {"ID": member_id(leader)})
             assert removed.status_code == 200, removed.text
             remaining = [*followers, joiner]
