@@ -3,8 +3,9 @@
 `python -m benchmarks.run [--duration S] [--clients 1,16,64] [--targets corral,etcd] [--cluster N] [--profile]`
 
 Each target gets a fresh single-node server with a fresh data directory, or with `--cluster N` (N > 1) a
-fresh N-member cluster on loopback, driven through its leader. The key space is preloaded, then every
-(op, clients) point is a short warm-up followed by a measured wrk run. Results go to
+fresh N-member cluster on loopback, driven through its leader and through a follower (`via`), followed by a
+failover measurement (benchmarks/cluster.py). The key space is preloaded, then every (op, clients[, via])
+point is a short warm-up followed by a measured wrk run. Results go to
 benchmarks/results/<UTC timestamp>.json, and a markdown table goes to stdout and into benchmarks/README.md
 (the single-node and cluster tables each between their own markers).
 A point with socket errors, HTTP errors, or fewer revisions than acknowledged puts is flagged, and the
@@ -31,6 +32,16 @@ from pathlib import Path
 
 import httpx
 
+from benchmarks.cluster import (
+    check_replicated,
+    describe,
+    failover_flagged,
+    failover_summary,
+    leader_id,
+    measure_failover,
+    pick_follower,
+    render_failover,
+)
 from tests.support.servers import (
     REPO_ROOT,
     ServerProcess,
@@ -58,7 +69,7 @@ PRELOAD_BATCH = 100  # puts per txn while preloading; etcd's default --max-txn-o
 PROFILE_CLIENTS = 64
 WRK_TIMEOUT = "5s"  # a request slower than this counts as a socket timeout error
 STARTUP_TIMEOUT = 30.0  # seconds for a server, or every member of a cluster, to answer /health
-REPLICATION_TIMEOUT = 30.0  # seconds for every follower to apply what the leader has after the points
+VIAS = ("leader", "follower")  # in a cluster, every point is measured through each
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,11 +106,12 @@ class WrkResult:
 
 @dataclass(slots=True)
 class Point:
-    """One measured (target, op, clients) point, as written to the results JSON."""
+    """One measured (target, op, clients[, via]) point, as written to the results JSON."""
 
     target: str
     op: str
     clients: int
+    via: str | None  # cluster: "leader" or "follower", the member wrk drives; None (left out) on one node
     threads: int
     ops_per_s: float
     p50_ms: float
@@ -139,20 +151,6 @@ def revision(client: httpx.Client) -> int:
     r = client.post("/v3/kv/range", json={"key": b64(key(RANGE_KEY_INDEX)), "count_only": True})
     r.raise_for_status()
     return int(r.json()["header"]["revision"])
-
-
-def local_revision(client: httpx.Client) -> int:
-    """The revision this member has applied (a serializable read answers from local state, no ReadIndex)."""
-    body = {"key": b64(key(RANGE_KEY_INDEX)), "count_only": True, "serializable": True}
-    r = client.post("/v3/kv/range", json=body)
-    r.raise_for_status()
-    return int(r.json()["header"]["revision"])
-
-
-def leader_id(client: httpx.Client) -> str:
-    r = client.post("/v3/maintenance/status", json={})
-    r.raise_for_status()
-    return str(r.json().get("leader", "0"))
 
 
 def count_keys(client: httpx.Client) -> int:
@@ -250,10 +248,12 @@ def run_wrk(cmd: list[str], duration: int) -> WrkResult:
 
 
 def measure(
-    url: str, target: str, op: str, clients: int, args: argparse.Namespace, leader: str | None = None
-) -> Point:
-    """One point against `url`. In a cluster `leader` is the ID of the member at `url`, which must still
-    lead when the point ends (else wrk partly drove a follower, which forwards: the point is flagged)."""
+    url: str, target: str, op: str, clients: int, args: argparse.Namespace,
+    leader: str | None = None, via: str | None = None,
+) -> Point:  # fmt: skip
+    """One point against `url`. In a cluster `leader` is the leader's member ID when the point starts; the
+    member at `url` (the leader itself, or a follower: `via`) must still name it when the point ends, else
+    the point measured an election and is flagged."""
     if args.warmup > 0:
         run_wrk(wrk_command(url, op, clients, args.warmup, args.keys), args.warmup)
     with httpx.Client(base_url=url, timeout=10.0) as client:
@@ -263,7 +263,7 @@ def measure(
         leader_after = leader_id(client) if leader is not None else None
     problems: list[str] = []
     if leader is not None and leader_after != leader:
-        problems.append(f"leader changed during the point (was {leader}, now {leader_after})")
+        problems.append(f"leader changed during the point (was {leader}, now {leader_after} according to the {via})")
     if result.errors.total:
         problems.append(f"wrk errors {asdict(result.errors)}")
     if result.requests == 0:
@@ -276,6 +276,7 @@ def measure(
         target=target,
         op=op,
         clients=clients,
+        via=via,
         threads=min(2, clients),
         ops_per_s=round(result.ops_per_s, 1),
         p50_ms=result.p50_ms,
@@ -382,7 +383,8 @@ def profile_put(server: ServerProcess, args: argparse.Namespace, out_dir: Path) 
 def bench_target(target: str, args: argparse.Namespace, tmp: Path, points: list[Point]) -> dict[str, object]:
     """Start a fresh server (or an `args.cluster`-member cluster), preload it and measure every point,
     appending to `points` as they complete (so a failure part-way keeps what was measured). In a cluster
-    every point drives the leader. Returns facts about the run for the results JSON."""
+    every point is measured through the leader and then through a follower, and the failover measurement
+    follows the points. Returns facts about the run for the results JSON."""
     data_dir = tmp / target
     if args.cluster > 1:
         data_dir.mkdir(parents=True, exist_ok=True)
@@ -397,24 +399,30 @@ def bench_target(target: str, args: argparse.Namespace, tmp: Path, points: list[
         for member in members:
             member.wait_healthy(STARTUP_TIMEOUT)
         server, leader = members[0], None
+        drives: dict[str | None, ServerProcess] = {None: server}
         if args.cluster > 1:
             server, leader = cluster_leader(members)
+            follower = pick_follower(members, server)
+            drives = {"leader": server, "follower": follower}
             info["cluster"] = {
                 "size": args.cluster,
-                "leader": {"name": server.data_dir.name, "member_id": leader, "url": server.url},
+                "leader": describe(server, leader),
+                "follower": describe(follower),
                 "members": [m.url for m in members],
             }
-            print(f"{target}: {args.cluster}-member cluster, leader {server.data_dir.name} ({server.url})",
-                  file=sys.stderr, flush=True)  # fmt: skip
+            print(f"{target}: {args.cluster}-member cluster, leader {server.data_dir.name} ({server.url}), "
+                  f"follower {follower.data_dir.name} ({follower.url})", file=sys.stderr, flush=True)  # fmt: skip
         t0 = time.monotonic()
         method = preload(server.url, args.keys)
         info["preload"] = {"keys": args.keys, "method": method, "seconds": round(time.monotonic() - t0, 2)}
-        check_range_key(server.url)
+        for member in drives.values():
+            check_range_key(member.url)
         for op in OPS:
             for clients in args.clients:
-                point = measure(server.url, target, op, clients, args, leader)
-                points.append(point)
-                print(_progress(point), file=sys.stderr, flush=True)
+                for via, member in drives.items():
+                    point = measure(member.url, target, op, clients, args, leader, via)
+                    points.append(point)
+                    print(_progress(point), file=sys.stderr, flush=True)
         if args.cluster > 1:
             info["replicated"] = check_replicated(server, members)
         if args.profile and target == "corral":
@@ -423,6 +431,14 @@ def bench_target(target: str, args: argparse.Namespace, tmp: Path, points: list[
                 info["profile"] = profile_put(server, args, BENCH_DIR / "profiles")
             except Exception as exc:  # a failed profile must not cost the measured points
                 info["profile"] = {"error": f"{type(exc).__name__}: {exc}"}
+        if args.cluster > 1 and args.failover_repeats > 0:
+            print(f"{target}: failover, {args.failover_repeats} kills of the leader ...", file=sys.stderr, flush=True)
+            try:
+                failover = measure_failover(members, args.failover_repeats, b64(VALUE))
+            except Exception as exc:  # a failed failover measurement must not cost the measured points
+                failover = {"error": f"{type(exc).__name__}: {exc}", "flagged": True}
+            info["failover"] = failover
+            print(failover_summary(target, failover), file=sys.stderr, flush=True)
         for member in members:
             if member.proc is not None and member.proc.poll() is not None:
                 raise RuntimeError(f"{target} {member.data_dir.name} exited during the run:\n{member.log_tail()}")
@@ -437,30 +453,11 @@ def bench_target(target: str, args: argparse.Namespace, tmp: Path, points: list[
     return info
 
 
-def check_replicated(leader: ServerProcess, members: list[ServerProcess]) -> dict[str, int]:
-    """Every member applies everything the leader had after the points (a cluster that acknowledges puts
-    without replicating them is not a cluster). Returns each member's applied revision by name."""
-    with httpx.Client(base_url=leader.url, timeout=10.0) as client:
-        target_revision = revision(client)
-    applied: dict[str, int] = {}
-    deadline = time.monotonic() + REPLICATION_TIMEOUT
-    for member in members:
-        with httpx.Client(base_url=member.url, timeout=10.0) as client:
-            while (got := local_revision(client)) < target_revision and time.monotonic() < deadline:
-                time.sleep(0.1)
-        applied[member.data_dir.name] = got
-    behind = {name: rev for name, rev in applied.items() if rev < target_revision}
-    if behind:
-        raise RuntimeError(
-            f"members {behind} had not applied revision {target_revision} {REPLICATION_TIMEOUT:.0f} s after the load"
-        )
-    return applied
-
-
 def _progress(p: Point) -> str:
     flag = f"  FLAGGED: {'; '.join(p.problems)}" if p.flagged else ""
     latency = f"p50 {p.p50_ms:.2f} ms  p99 {p.p99_ms:.2f} ms"
-    return f"{p.target:>6} {p.op:<5} c={p.clients:<3} {p.ops_per_s:9.1f} ops/s  {latency}{flag}"
+    via = f" {p.via:<8}" if p.via else ""
+    return f"{p.target:>6} {p.op:<5} c={p.clients:<3}{via} {p.ops_per_s:9.1f} ops/s  {latency}{flag}"
 
 
 # --- machine facts and reporting --------------------------------------------------------------------------
@@ -512,15 +509,18 @@ def _ops(p: Point | None) -> str:
 def _servers_line(args: argparse.Namespace, targets: dict[str, dict[str, object]]) -> str:
     if args.cluster == 1:
         return "Servers: one single-node server per target."
-    leaders = []
+    roles: dict[str, list[str]] = {"leader": [], "follower": []}
     for target in args.targets:
         cluster = targets.get(target, {}).get("cluster")
         if isinstance(cluster, dict):
-            leaders.append(f"{target} {cluster['leader']['name']}")
-    leader_note = f" (leaders: {', '.join(leaders)})" if leaders else ""
+            for role, names in roles.items():
+                if isinstance(cluster.get(role), dict):
+                    names.append(f"{target} {cluster[role]['name']}")
+    notes = [f"{role}s: {', '.join(names)}" for role, names in roles.items() if names]
+    note = f" ({'; '.join(notes)})" if notes else ""
     return (
         f"Servers: a {args.cluster}-member cluster per target, all members on this machine over loopback; "
-        f"wrk drives the leader{leader_note}."
+        f"wrk drives the leader, then a follower, at each point{note}."
     )
 
 
@@ -528,18 +528,21 @@ def render_section(
     points: list[Point], facts: dict[str, object], args: argparse.Namespace, results_file: str,
     failures: dict[str, str], targets: dict[str, dict[str, object]] | None = None,
 ) -> str:  # fmt: skip
-    by_key = {(p.target, p.op, p.clients): p for p in points}
+    by_key = {(p.target, p.op, p.clients, p.via): p for p in points}
+    vias: tuple[str | None, ...] = VIAS if args.cluster > 1 else (None,)
+    via_head, via_align = ("| via ", "---|") if args.cluster > 1 else ("", "")
     rows = [
-        "| op | clients | corral ops/s | corral p50/p99 ms | etcd ops/s | etcd p50/p99 ms "
+        f"| op | clients {via_head}| corral ops/s | corral p50/p99 ms | etcd ops/s | etcd p50/p99 ms "
         "| ratio (corral/etcd) |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        f"|---|---:|{via_align}---:|---:|---:|---:|---:|",
     ]
     for op in OPS:
         for clients in args.clients:
-            c, e = by_key.get(("corral", op, clients)), by_key.get(("etcd", op, clients))
-            ratio = f"{c.ops_per_s / e.ops_per_s:.2f}" if c and e and e.ops_per_s else "—"
-            cells = [op, str(clients), _ops(c), _latency(c), _ops(e), _latency(e), ratio]
-            rows.append("| " + " | ".join(cells) + " |")
+            for via in vias:
+                c, e = by_key.get(("corral", op, clients, via)), by_key.get(("etcd", op, clients, via))
+                ratio = f"{c.ops_per_s / e.ops_per_s:.2f}" if c and e and e.ops_per_s else "—"
+                cells = [op, str(clients), *([via] if via else []), _ops(c), _latency(c), _ops(e), _latency(e), ratio]
+                rows.append("| " + " | ".join(cells) + " |")
     lines = [
         f"Run {facts['date']} (`{results_file}`), commit `{facts['commit']}`: {args.duration} s per point "
         f"after a {args.warmup} s warm-up, {args.keys} keys, {len(VALUE)}-byte values.",
@@ -551,11 +554,15 @@ def render_section(
         _servers_line(args, targets or {}),
         "",
         *rows,
+        *render_failover(targets or {}, args.targets),
     ]
     flagged = [p for p in points if p.flagged]
     if flagged:
         lines += ["", "⚠ flagged points (numbers not trustworthy):"]
-        lines += [f"- {p.target} {p.op} {p.clients} clients: {'; '.join(p.problems)}" for p in flagged]
+        lines += [
+            f"- {p.target} {p.op} {p.clients} clients{f' via {p.via}' if p.via else ''}: {'; '.join(p.problems)}"
+            for p in flagged
+        ]
     for target, message in failures.items():
         lines += ["", f"⚠ {target} did not complete: {message.splitlines()[0]}"]
     return "\n".join(lines) + "\n"
@@ -602,13 +609,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--targets", type=target_list, default=list(TARGETS), help="comma-separated: corral,etcd")
     p.add_argument("--keys", type=int, default=10_000, help="size of the key space puts are spread over")
     p.add_argument("--cluster", type=int, default=1, help="members per target (1: a single node)")
+    p.add_argument("--failover-repeats", type=int, default=3, help="cluster: leader kills per target (0: none)")
     p.add_argument("--profile", action="store_true", help="py-spy Corral under put load")
     p.add_argument("--results-dir", type=Path, default=BENCH_DIR / "results")
     p.add_argument("--no-readme", action="store_true", help="leave benchmarks/README.md alone")
     args = p.parse_args(argv)
-    if args.duration < 1 or args.warmup < 0 or args.keys < 1 or args.cluster < 1:
-        p.error("--duration must be >= 1, --warmup >= 0, --keys >= 1, --cluster >= 1")
+    if args.duration < 1 or args.warmup < 0 or args.keys < 1 or args.cluster < 1 or args.failover_repeats < 0:
+        p.error("--duration must be >= 1, --warmup >= 0, --keys >= 1, --cluster >= 1, --failover-repeats >= 0")
     return args
+
+
+def _point_json(p: Point) -> dict[str, object]:
+    d = {**asdict(p), "flagged": p.flagged}
+    if p.via is None:  # single node: the JSON stays as it was
+        del d["via"]
+    return d
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -643,6 +658,7 @@ def main(argv: list[str] | None = None) -> int:
         "targets": args.targets,
         "keys": args.keys,
         "cluster_size": args.cluster,
+        **({"failover_repeats": args.failover_repeats} if args.cluster > 1 else {}),
         "value_bytes": len(VALUE),
         "results_file": shown_file,
         "target_failures": failures,
@@ -651,7 +667,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": facts,
         "run": run,
         "targets": targets,
-        "points": [{**asdict(p), "flagged": p.flagged} for p in points],
+        "points": [_point_json(p) for p in points],
     }
     tmp_file = results_file.with_suffix(".json.tmp")
     tmp_file.write_text(json.dumps(document, indent=2) + "\n")
@@ -665,7 +681,8 @@ def main(argv: list[str] | None = None) -> int:
             update_readme(section, start_marker=CLUSTER_START_MARKER, end_marker=CLUSTER_END_MARKER)
         else:
             update_readme(section)
-    return 1 if failures or any(p.flagged for p in points) else 0
+    flagged = any(p.flagged for p in points) or any(failover_flagged(info) for info in targets.values())
+    return 1 if failures or flagged else 0
 
 
 if __name__ == "__main__":
