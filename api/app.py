@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -11,6 +13,7 @@ from .cluster_routes import ClusterRoutes
 from .fault_routes import FaultRoutes
 from .gateway import CORS_HEADERS, Gateway, UnaryHandler
 from .kv_routes import KVRoutes
+from .lease_routes import LeaseKeeper, LeaseRoutes
 from .maintenance_routes import MaintenanceRoutes
 from .server import GRPC_OVERHEAD_BYTES, CorralServer
 
@@ -20,12 +23,18 @@ _CORS = {name.decode(): value.decode() for name, value in CORS_HEADERS}
 # raw body cap sits well above the gRPC limit; the exact limits are checked on the decoded request.
 BODY_SIZE_FACTOR = 3
 
+# The API's OpenAPI description, shipped inside the package (the repo root's openapi.yaml links here).
+OPENAPI_SPEC = Path(__file__).with_name("openapi.yaml")
+
 
 def create_app(server: CorralServer) -> Gateway:
+    lease_keeper = LeaseKeeper(server)
+    server.add_service(lease_keeper)
     routes: dict[str, UnaryHandler] = {
         **KVRoutes(server).routes(),
         **MaintenanceRoutes(server).routes(),
         **ClusterRoutes(server).routes(),
+        **LeaseRoutes(server, lease_keeper).routes(),
         **FaultRoutes(server).routes(),
     }
 
@@ -48,6 +57,11 @@ def create_app(server: CorralServer) -> Gateway:
     async def version(request: Request) -> Response:
         return get_only(request) or JSONResponse(server.version(), headers=_CORS)
 
+    spec = OPENAPI_SPEC.read_bytes()
+
+    async def openapi(request: Request) -> Response:
+        return get_only(request) or Response(spec, headers=_CORS, media_type="application/yaml")
+
     async def other(request: Request) -> Response:
         # etcd's gateway: OPTIONS is always 200; a known path with the wrong method is 405; else 404.
         if request.method == "OPTIONS":
@@ -65,6 +79,7 @@ def create_app(server: CorralServer) -> Gateway:
         routes=[
             Route("/health", health, methods=every_method),
             Route("/version", version, methods=every_method),
+            Route("/openapi.yaml", openapi, methods=every_method),
             Route("/{path:path}", other, methods=every_method),
         ]
     )

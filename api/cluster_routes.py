@@ -10,13 +10,12 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit
 
-import httpx
 from corral.consensus.log import NotLeader
 from corral.consensus.membership import Member
 from corral.store.errors import EtcdError, GrpcCode
 
 from . import codec
-from .errors import NoLeaderError
+from .forward import forward_to_leader
 from .gateway import UnaryHandler
 from .server import CorralServer
 
@@ -67,7 +66,7 @@ class ClusterRoutes:
         try:
             await self._server.log.promote_member(codec.to_int(fields.get("ID"), "uint64"))
         except NotLeader:
-            return await self._forward_to_leader("/v3/cluster/member/promote", body)
+            return await forward_to_leader(self._server, "/v3/cluster/member/promote", body)
         return self._reply()
 
     def _reply(self, **extra: Any) -> bytes:
@@ -76,20 +75,6 @@ class ClusterRoutes:
         members = [_member_json(m) for m in self._server.log.members()]
         return codec.dumps({"header": header, **extra, "members": members})
 
-    async def _forward_to_leader(self, path: str, body: bytes) -> bytes:
-        log = self._server.log
-        leader = next((m for m in log.members() if m.id == log.status().leader_id), None)
-        if leader is None or not leader.client_urls:
-            raise NoLeaderError()
-        async with httpx.AsyncClient(timeout=10.0) as client:
-            try:
-                response = await client.post(leader.client_urls[0].rstrip("/") + path, content=body)
-            except httpx.HTTPError as exc:
-                raise NoLeaderError(f"etcdserver: forwarding to the leader failed: {exc}") from exc
-        if response.status_code != 200:
-            error = response.json()
-            raise EtcdError(error.get("message", "etcdserver: unknown error"), GrpcCode(error.get("code", 2)))
-        return response.content
 
 
 def _member_json(member: Member) -> dict[str, Any]:

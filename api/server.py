@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from corral import __version__
 from corral.consensus.log import ReplicatedLog
@@ -51,6 +51,14 @@ class ServerConfig:
         return self.initial_cluster or {self.name: self.initial_advertise_peer_urls}
 
 
+class Service(Protocol):
+    """Work a member runs beside its log (lease expiry): started once the log is, stopped before it."""
+
+    def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
 class CorralServer:
     """One member: owns the store's state machine and the log that feeds it."""
 
@@ -89,13 +97,25 @@ class CorralServer:
             )  # fmt: skip
         self._cluster_id = 0
         self._cluster_id_text = "0"
+        self._services: list[Service] = []
+        self._started = False
         self._member_id_text = str(self.member_id)
 
     async def start(self) -> None:
         self.config.data_dir.mkdir(parents=True, exist_ok=True)
         await self.log.start()
+        self._started = True
+        for service in self._services:
+            service.start()
+
+    def add_service(self, service: Service) -> None:
+        self._services.append(service)
+        if self._started:
+            service.start()
 
     async def stop(self) -> None:
+        for service in reversed(self._services):
+            await service.stop()
         await self.log.close()
 
     def header(self, revision: int) -> dict[str, Any]:

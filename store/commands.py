@@ -20,6 +20,8 @@ from .types import (
     CompareTarget,
     DeleteRangeRequest,
     EmptyOp,
+    LeaseGrantRequest,
+    LeaseRevokeRequest,
     PutRequest,
     RangeRequest,
     RequestOp,
@@ -28,11 +30,13 @@ from .types import (
     TxnRequest,
 )
 
-Command: TypeAlias = "PutRequest | DeleteRangeRequest | TxnRequest | CompactionRequest"
+Command: TypeAlias = (
+    "PutRequest | DeleteRangeRequest | TxnRequest | CompactionRequest | LeaseGrantRequest | LeaseRevokeRequest"
+)
 
 CODEC_VERSION = 1
 
-_RANGE, _PUT, _DELETE, _TXN, _COMPACT, _EMPTY = range(6)
+_RANGE, _PUT, _DELETE, _TXN, _COMPACT, _EMPTY, _LEASE_GRANT, _LEASE_REVOKE = range(8)
 
 
 class CommandDecodeError(ValueError):
@@ -69,7 +73,7 @@ def _b(text: str) -> bytes:
     return text.encode("latin-1")
 
 
-def _to_wire(op: RequestOp | CompactionRequest) -> list[Any]:
+def _to_wire(op: RequestOp | Command) -> list[Any]:
     if isinstance(op, PutRequest):
         flags = op.prev_kv | op.ignore_value << 1 | op.ignore_lease << 2
         return [_PUT, _s(op.key), _s(op.value), op.lease, flags]
@@ -91,6 +95,10 @@ def _to_wire(op: RequestOp | CompactionRequest) -> list[Any]:
         ]
     if isinstance(op, CompactionRequest):
         return [_COMPACT, op.revision, op.physical]
+    if isinstance(op, LeaseGrantRequest):
+        return [_LEASE_GRANT, op.id, op.ttl]
+    if isinstance(op, LeaseRevokeRequest):
+        return [_LEASE_REVOKE, op.id]
     return [_EMPTY]
 
 
@@ -99,7 +107,7 @@ def _compare_to_wire(compare: Compare) -> list[Any]:
     return [_s(compare.key), _s(compare.range_end), int(compare.target), int(compare.result), operand]
 
 
-def _from_wire(wire: list[Any]) -> RequestOp | CompactionRequest:
+def _from_wire(wire: list[Any]) -> RequestOp | Command:
     kind = wire[0]
     if kind == _PUT:
         _, key, value, lease, flags = wire
@@ -124,13 +132,17 @@ def _from_wire(wire: list[Any]) -> RequestOp | CompactionRequest:
         return CompactionRequest(wire[1], bool(wire[2]))
     if kind == _EMPTY:
         return EmptyOp()
+    if kind == _LEASE_GRANT:
+        return LeaseGrantRequest(int(wire[1]), int(wire[2]))
+    if kind == _LEASE_REVOKE:
+        return LeaseRevokeRequest(int(wire[1]))
     raise CommandDecodeError(f"unknown command kind {kind!r}")
 
 
 def _op_from_wire(wire: list[Any]) -> RequestOp:
     op = _from_wire(wire)
-    if isinstance(op, CompactionRequest):
-        raise CommandDecodeError("compaction inside a txn")
+    if isinstance(op, (CompactionRequest, LeaseGrantRequest, LeaseRevokeRequest)):
+        raise CommandDecodeError(f"{type(op).__name__} inside a txn")
     return op
 
 

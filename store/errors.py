@@ -69,6 +69,16 @@ class LeaseNotFound(EtcdError):
     message = "etcdserver: requested lease not found"
 
 
+class LeaseExists(EtcdError):
+    code = GrpcCode.FAILED_PRECONDITION
+    message = "etcdserver: lease already exists"
+
+
+class LeaseTTLTooLarge(EtcdError):
+    code = GrpcCode.OUT_OF_RANGE
+    message = "etcdserver: too large lease TTL"
+
+
 class KeyNotFound(EtcdError):
     code = GrpcCode.INVALID_ARGUMENT
     message = "etcdserver: key not found"

@@ -10,7 +10,7 @@ the same store.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 from sortedcontainers import SortedDict
 
@@ -32,6 +32,9 @@ class MVCCStore:
         self._history: dict[int, list[Event]] = {}
         self._history_start = 2  # the lowest revision whose events are kept
         self._views = 0  # open snapshot views; while any is open, compacted memory is kept
+        # Called with (revision, events) after each revision is committed: leases track their keys
+        # through this, and the watch hub delivers events from it.
+        self.observers: list[Callable[[int, list[Event]], None]] = []
 
     # -- reads -------------------------------------------------------------------------------------
 
@@ -85,6 +88,13 @@ class MVCCStore:
             keys = self._index.irange(key, range_end, inclusive=(True, False))
         return map(self._index.__getitem__, keys)
 
+    def current_leased(self) -> Iterator[KeyValue]:
+        """Every live key that is attached to a lease (a scan: for rebuilding lease tables)."""
+        for index in self._index.values():
+            kv = index.current()
+            if kv is not None and kv.lease:
+                yield kv
+
     def events_at(self, revision: int) -> list[Event]:
         """The changes made at `revision` (empty for a revision outside the retained history)."""
         if revision < self.compact_revision:
@@ -122,6 +132,8 @@ class MVCCStore:
             self._history[self.revision] = events
             if self._history_start < self.compact_revision:
                 self._reclaim_step()
+            for observer in self.observers:
+                observer(self.revision, events)
         return self.revision
 
     # -- compaction --------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ import orjson
 from . import kv
 from .commands import Command, CommandDecodeError, decode
 from .errors import EtcdError
+from .lease import LeaseTable
 from .mvcc import MVCCStore, StoreView
 from .types import (
     CompactionRequest,
@@ -26,6 +27,10 @@ from .types import (
     Event,
     EventType,
     KeyValue,
+    LeaseGrantRequest,
+    LeaseGrantResponse,
+    LeaseRevokeRequest,
+    LeaseRevokeResponse,
     PutRequest,
     PutResponse,
     TxnRequest,
@@ -34,9 +39,14 @@ from .types import (
 
 logger = logging.getLogger(__name__)
 
-Result = PutResponse | DeleteRangeResponse | TxnResponse | CompactionResponse | EtcdError | None
+_COMMANDS = (PutRequest, DeleteRangeRequest, TxnRequest, CompactionRequest, LeaseGrantRequest, LeaseRevokeRequest)
 
-SNAPSHOT_FORMAT = 2
+Result = (
+    PutResponse | DeleteRangeResponse | TxnResponse | CompactionResponse | LeaseGrantResponse | LeaseRevokeResponse
+    | EtcdError | None
+)  # fmt: skip
+
+SNAPSHOT_FORMAT = 3  # 3 added the leases to the header; 2 (no leases) is still read
 
 
 class KVStateMachine:
@@ -44,10 +54,11 @@ class KVStateMachine:
 
     def __init__(self) -> None:
         self.store = MVCCStore()
+        self.leases = LeaseTable(self.store)
         self.applied_index = 0
 
     def lease_exists(self, lease_id: int) -> bool:
-        return False  # leases arrive with their own commands; until one is granted, none exists
+        return self.leases.exists(lease_id)
 
     def apply(self, index: int, data: bytes, decoded: object | None = None) -> Result:
         """Apply the entry at `index`. Entries at or below the applied index are skipped (replay).
@@ -59,7 +70,7 @@ class KVStateMachine:
         self.applied_index = index
         if not data:
             return None  # an empty entry (a new leader's no-op) changes nothing
-        if isinstance(decoded, (PutRequest, DeleteRangeRequest, TxnRequest, CompactionRequest)):
+        if isinstance(decoded, _COMMANDS):
             return self.apply_command(decoded)
         try:
             command = decode(data)
@@ -78,6 +89,10 @@ class KVStateMachine:
                 return kv.txn(self.store, command, self.lease_exists)
             if isinstance(command, CompactionRequest):
                 return kv.compact(self.store, command)
+            if isinstance(command, LeaseGrantRequest):
+                return self.leases.grant(command)
+            if isinstance(command, LeaseRevokeRequest):
+                return self.leases.revoke(command)
         except EtcdError as error:
             return error
         raise TypeError(f"not a command: {command!r}")
@@ -85,12 +100,12 @@ class KVStateMachine:
     # -- snapshots ---------------------------------------------------------------------------------
 
     def snapshot(self) -> KVSnapshot:
-        return KVSnapshot(self.applied_index, self.store.view())
+        return KVSnapshot(self.applied_index, self.store.view(), self.leases.items())
 
     def restore(self, data: bytes) -> None:
         lines = iter(data.split(b"\n"))
         head = orjson.loads(next(lines, b"{}"))
-        if head.get("format") != SNAPSHOT_FORMAT:
+        if head.get("format") not in (2, SNAPSHOT_FORMAT):
             raise ValueError(f"unknown snapshot format {head.get('format')!r}")
         chunks = [orjson.loads(line) for line in lines if line]
         self.store = MVCCStore.rebuild(
@@ -106,6 +121,8 @@ class KVStateMachine:
             compact_revision=head["compact_revision"],
         )
         self.applied_index = head["applied_index"]
+        self.leases.attach_to(self.store)
+        self.leases.restore((lease_id, ttl) for lease_id, ttl in head.get("leases", ()))
 
 
 class KVSnapshot:
@@ -117,11 +134,12 @@ class KVSnapshot:
     newest blocks. Bytes travel as latin-1 strings (one code point per byte, an exact round trip).
     """
 
-    __slots__ = ("index", "_view")
+    __slots__ = ("index", "_view", "_leases")
 
-    def __init__(self, index: int, view: StoreView) -> None:
+    def __init__(self, index: int, view: StoreView, leases: list[tuple[int, int]]) -> None:
         self.index = index
         self._view = view
+        self._leases = leases
 
     def chunks(self) -> list[tuple[str, Callable[[], bytes]]]:
         view = self._view
@@ -147,6 +165,7 @@ class KVSnapshot:
             "revision": view.revision,
             "compact_revision": view.compact_revision,
             "base_revision": view.base_revision,
+            "leases": self._leases,
         }
         return orjson.dumps(head) + b"\n"
 

@@ -134,6 +134,21 @@ class CompactionRequest:
     physical: bool = False
 
 
+@dataclass(slots=True, frozen=True)
+class LeaseGrantRequest:
+    """Grant lease `id` (chosen before proposing: apply draws no random numbers) for `ttl` seconds."""
+
+    id: int
+    ttl: int
+
+
+@dataclass(slots=True, frozen=True)
+class LeaseRevokeRequest:
+    """Revoke (or expire) a lease: its keys are deleted in one revision."""
+
+    id: int
+
+
 @dataclass(slots=True)
 class RangeResponse:
     revision: int
@@ -167,4 +182,16 @@ class TxnResponse:
 
 @dataclass(slots=True)
 class CompactionResponse:
+    revision: int
+
+
+@dataclass(slots=True)
+class LeaseGrantResponse:
+    revision: int
+    id: int
+    ttl: int
+
+
+@dataclass(slots=True)
+class LeaseRevokeResponse:
     revision: int
