@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from corral.watch.hub import WatchHub
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -16,6 +17,7 @@ from .kv_routes import KVRoutes
 from .lease_routes import LeaseKeeper, LeaseRoutes
 from .maintenance_routes import MaintenanceRoutes
 from .server import GRPC_OVERHEAD_BYTES, CorralServer
+from .watch_routes import WatchRoutes
 
 _CORS = {name.decode(): value.decode() for name, value in CORS_HEADERS}
 
@@ -30,6 +32,9 @@ OPENAPI_SPEC = Path(__file__).with_name("openapi.yaml")
 def create_app(server: CorralServer) -> Gateway:
     lease_keeper = LeaseKeeper(server)
     server.add_service(lease_keeper)
+    hub = WatchHub(server.state.store)
+    server.state.restore_listeners.append(hub.attach)
+    streams = {"/v3/watch": WatchRoutes(server, hub, server.config.watch_progress_notify_interval)}
     routes: dict[str, UnaryHandler] = {
         **KVRoutes(server).routes(),
         **MaintenanceRoutes(server).routes(),
@@ -67,7 +72,7 @@ def create_app(server: CorralServer) -> Gateway:
         if request.method == "OPTIONS":
             return Response(b"", headers=_CORS)
         path = request.url.path.replace("/v3beta/", "/v3/", 1)
-        if path in routes:
+        if path in routes or path in streams:
             return Response(b"Method Not Allowed\n", 405, headers=_CORS, media_type="text/plain")
         if path.startswith("/v3/"):
             return Response(b"Not Found\n", 404, headers=_CORS, media_type="text/plain")
@@ -84,4 +89,4 @@ def create_app(server: CorralServer) -> Gateway:
         ]
     )
     receive_limit = server.config.max_request_bytes + GRPC_OVERHEAD_BYTES
-    return Gateway(routes, fallback, BODY_SIZE_FACTOR * receive_limit, receive_limit)
+    return Gateway(routes, fallback, BODY_SIZE_FACTOR * receive_limit, receive_limit, streams)

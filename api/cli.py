@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 import socket
 import sys
 from pathlib import Path
@@ -39,6 +40,15 @@ def _flag(parser: argparse.ArgumentParser, name: str, default: object, help: str
                         type=type, help=help)
 
 
+def duration(text: str) -> float:
+    """Seconds in a Go duration string such as "1s", "500ms", "10m" or "1h30m"."""
+    units = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001, "us": 1e-6, "µs": 1e-6, "ns": 1e-9}
+    matches = re.findall(r"(\d+(?:\.\d+)?)(ms|us|µs|ns|h|m|s)", text)
+    if not matches or "".join(n + u for n, u in matches) != text:
+        raise argparse.ArgumentTypeError(f"not a duration: {text!r}")
+    return sum(float(number) * units[unit] for number, unit in matches)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="corral", description="Corral: a coordination service that speaks etcd v3's HTTP/JSON API."
@@ -58,6 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
     _flag(parser, "max-txn-ops", DEFAULT_MAX_TXN_OPS, "most operations in one txn", int)
     _flag(parser, "heartbeat-interval", 100, "time (in milliseconds) of a heartbeat interval", int)
     _flag(parser, "election-timeout", 1000, "time (in milliseconds) for an election to timeout", int)
+    _flag(parser, "experimental-watch-progress-notify-interval", "10m",
+          "interval between watch progress notifications (a Go duration: 500ms, 1s, 10m)", duration)  # fmt: skip
     _flag(parser, "experimental-snapshot-catchup-entries", SNAPSHOT_CATCH_UP_ENTRIES,
           "entries kept after a snapshot for slow followers to catch up from", int)  # fmt: skip
     _flag(parser, "log-level", "info", "debug, info, warn or error")
@@ -99,6 +111,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         max_txn_ops=args.max_txn_ops,
         heartbeat_interval_ms=args.heartbeat_interval,
         election_timeout_ms=args.election_timeout,
+        watch_progress_notify_interval=args.experimental_watch_progress_notify_interval,
         snapshot_catch_up_entries=args.experimental_snapshot_catchup_entries,
         fault_injection=args.experimental_fault_injection,
     )

@@ -391,3 +391,10 @@ def dumps(body: JSON) -> bytes:
     except orjson.JSONEncodeError:
         # orjson stops at 255 levels; a txn nested as deep as max-txn-ops allows needs more.
         return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+# The stream routes (watch) decode their messages with the same rules as the unary ones.
+aliases = _aliases
+fields = _fields
+object_ = _object
+array = _array

@@ -36,9 +36,15 @@ class Gateway:
     """Dispatches `POST /v3/<service>/<method>` to unary handlers; other requests go to `fallback`."""
 
     def __init__(
-        self, routes: dict[str, UnaryHandler], fallback: ASGIApp, max_body_bytes: int, receive_limit: int
+        self,
+        routes: dict[str, UnaryHandler],
+        fallback: ASGIApp,
+        max_body_bytes: int,
+        receive_limit: int,
+        streams: dict[str, ASGIApp] | None = None,
     ) -> None:
         self._routes = routes
+        self._streams = streams or {}
         self._fallback = fallback
         self._max_body_bytes = max_body_bytes
         self._receive_limit = receive_limit
@@ -51,6 +57,10 @@ class Gateway:
             handler = self._routes.get(path)
             if handler is not None:
                 await self._unary(handler, receive, send)
+                return
+            stream = self._streams.get(path)
+            if stream is not None:
+                await stream(scope, receive, send)
                 return
         await self._fallback(scope, receive, send)
 

@@ -46,6 +46,7 @@ class ServerConfig:
     fault_injection: bool = False
     snapshot_catch_up_entries: int = SNAPSHOT_CATCH_UP_ENTRIES
     election_timeout_ms: int = 1000
+    watch_progress_notify_interval: float = 600.0  # seconds (etcd's default: 10 minutes)
 
     def cluster(self) -> dict[str, tuple[str, ...]]:
         return self.initial_cluster or {self.name: self.initial_advertise_peer_urls}

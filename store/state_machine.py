@@ -56,6 +56,7 @@ class KVStateMachine:
         self.store = MVCCStore()
         self.leases = LeaseTable(self.store)
         self.applied_index = 0
+        self.restore_listeners: list[Callable[[MVCCStore], None]] = []  # told when a snapshot replaces the store
 
     def lease_exists(self, lease_id: int) -> bool:
         return self.leases.exists(lease_id)
@@ -123,6 +124,8 @@ class KVStateMachine:
         self.applied_index = head["applied_index"]
         self.leases.attach_to(self.store)
         self.leases.restore((lease_id, ttl) for lease_id, ttl in head.get("leases", ()))
+        for listener in self.restore_listeners:
+            listener(self.store)
 
 
 class KVSnapshot:
