@@ -17,7 +17,7 @@ from .kv_routes import KVRoutes
 from .lease_routes import LeaseKeeper, LeaseRoutes
 from .maintenance_routes import MaintenanceRoutes
 from .server import GRPC_OVERHEAD_BYTES, CorralServer
-from .watch_routes import WatchRoutes
+from .watch_routes import WatchEvents, WatchRoutes
 
 _CORS = {name.decode(): value.decode() for name, value in CORS_HEADERS}
 
@@ -34,12 +34,16 @@ def create_app(server: CorralServer) -> Gateway:
     server.add_service(lease_keeper)
     hub = WatchHub(server.state.store)
     server.state.restore_listeners.append(hub.attach)
-    streams = {"/v3/watch": WatchRoutes(server, hub, server.config.watch_progress_notify_interval)}
+    leases = LeaseRoutes(server, lease_keeper)
+    streams = {
+        "/v3/watch": WatchRoutes(server, hub, server.config.watch_progress_notify_interval),
+        "/v3/lease/keepalive": leases.keepalive,
+    }
     routes: dict[str, UnaryHandler] = {
         **KVRoutes(server).routes(),
         **MaintenanceRoutes(server).routes(),
         **ClusterRoutes(server).routes(),
-        **LeaseRoutes(server, lease_keeper).routes(),
+        **leases.routes(),
         **FaultRoutes(server).routes(),
     }
 
@@ -85,6 +89,7 @@ def create_app(server: CorralServer) -> Gateway:
             Route("/health", health, methods=every_method),
             Route("/version", version, methods=every_method),
             Route("/openapi.yaml", openapi, methods=every_method),
+            Route("/v3/watch/sse", WatchEvents(server, hub).endpoint, methods=["GET"]),
             Route("/{path:path}", other, methods=every_method),
         ]
     )

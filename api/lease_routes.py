@@ -10,22 +10,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import random
 import time
 from typing import Any
 
-import orjson
 from corral.consensus.log import LogError
 from corral.store import commands
 from corral.store.errors import EtcdError, LeaseTTLTooLarge
 from corral.store.lease import MAX_LEASE_TTL, Lessor, minimum_ttl
 from corral.store.types import LeaseGrantRequest, LeaseGrantResponse, LeaseRevokeRequest, LeaseRevokeResponse
+from starlette.types import Receive, Scope, Send
 
-from . import codec
+from . import codec, streams
+from .errors import error_response, from_log_error
 from .forward import forward_to_leader
-from .gateway import UnaryHandler
+from .gateway import UnaryHandler, send_json
 from .server import CorralServer
 
 logger = logging.getLogger(__name__)
@@ -100,7 +100,6 @@ class LeaseRoutes:
         routes: dict[str, UnaryHandler] = {
             "/v3/lease/grant": self.grant,
             "/v3/lease/revoke": self.revoke,
-            "/v3/lease/keepalive": self.keepalive,
             "/v3/lease/timetolive": self.time_to_live,
             "/v3/lease/leases": self.leases,
         }
@@ -125,22 +124,45 @@ class LeaseRoutes:
         result = await self._propose(LeaseRevokeRequest(codec.to_int(fields.get("ID"))), LeaseRevokeResponse)
         return codec.dumps({"header": self._server.header(result.revision)})
 
-    async def keepalive(self, body: bytes) -> bytes:
-        requests = [codec.to_int(fields.get("ID")) for fields in _objects(body, "etcdserverpb.LeaseKeepAliveRequest")]
-        if not self._keeper.is_primary:
-            return await forward_to_leader(self._server, "/v3/lease/keepalive", body)
+    async def keepalive(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The keep-alive stream: `{"ID": ...}` objects answered as they arrive, for as long as the
+        request body goes on (one long request can keep a lease alive); the response ends with the body.
+        A follower forwards what it has received to the leader, one request per piece of the body."""
+        response = streams.ResponseStream(send)
+        try:
+            async for batch in streams.request_batches(receive, "etcdserverpb.LeaseKeepAliveRequest"):
+                ids = [codec.to_int(fields.get("ID")) for fields in batch]
+                if self._keeper.is_primary:
+                    for result in await self._renew(ids):
+                        await response.write(result)
+                else:
+                    body = b"".join(codec.dumps({"ID": str(lease_id)}) for lease_id in ids)
+                    answer = await forward_to_leader(self._server, "/v3/lease/keepalive", body)
+                    for line in answer.splitlines():
+                        await response.write_line(line + b"\n")
+        except (EtcdError, LogError) as exc:
+            error = exc if isinstance(exc, EtcdError) else from_log_error(exc)
+            if response.started:
+                await response.fail(error)
+            else:
+                status, body = error_response(error)
+                await send_json(send, status, body)
+            return
+        await response.finish()
+
+    async def _renew(self, ids: list[int]) -> list[dict[str, Any]]:
         lessor = self._keeper.lessor
-        if not all(lessor.knows(lease_id) for lease_id in requests):
+        if not all(lessor.knows(lease_id) for lease_id in ids):
             # A grant acknowledged by another member may not be applied here yet: catch up first.
             await self._server.log.read_barrier()
-        lines = []
-        for lease_id in requests:
+        results = []
+        for lease_id in ids:
             ttl = lessor.renew(lease_id, time.monotonic())
             result: dict[str, Any] = {"header": self._header(), "ID": str(lease_id)}
             if ttl:
                 result["TTL"] = str(ttl)
-            lines.append(codec.dumps({"result": result}))
-        return b"".join(line + b"\n" for line in lines)  # one message per line, as etcd's gateway streams
+            results.append(result)
+        return results
 
     async def time_to_live(self, body: bytes) -> bytes:
         fields = codec.load_body(body, "etcdserverpb.LeaseTimeToLiveRequest")
@@ -188,25 +210,3 @@ class LeaseRoutes:
         if not isinstance(result, expected):
             raise TypeError(f"expected {expected.__name__} from apply, got {result!r}")
         return result
-
-
-def _objects(body: bytes, message: str) -> list[dict[str, Any]]:
-    """The JSON objects of a streamed request body, one after another (any whitespace between)."""
-    text = body.decode("utf-8", errors="replace")
-    decoder = json.JSONDecoder()
-    objects, position = [], 0
-    while (position := _skip_space(text, position)) < len(text):
-        try:
-            value, position = decoder.raw_decode(text, position)
-        except json.JSONDecodeError as exc:
-            raise codec.DecodeError(
-                f"invalid character {text[exc.pos : exc.pos + 1]!r} looking for beginning of value"
-            ) from None
-        objects.append(codec.load_body(orjson.dumps(value), message))
-    return objects or [{}]
-
-
-def _skip_space(text: str, position: int) -> int:
-    while position < len(text) and text[position].isspace():
-        position += 1
-    return position

@@ -14,16 +14,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+from collections.abc import AsyncIterator
 from typing import Any
 
-from corral.store.errors import EtcdError, GrpcCode
+from corral.store.errors import EtcdError
 from corral.store.types import Event, EventType
 from corral.watch.hub import WatchBatch, Watcher, WatcherClosed, WatchHub, WatchSpec
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from . import codec
+from . import codec, streams
 from .errors import error_response
-from .gateway import CORS_HEADERS, send_json
+from .gateway import send_json
 from .server import CorralServer
 
 QUEUE_MESSAGES = 256  # responses waiting for the client, per stream
@@ -59,20 +62,15 @@ class WatchStream:
         self._outgoing: asyncio.Queue[bytes] = asyncio.Queue(QUEUE_MESSAGES)
         self._watchers: dict[int, tuple[Watcher, asyncio.Task[None], bool]] = {}  # id -> watcher, pump, notify
         self._next_id = 0
-        self._started = False
+        self._response = streams.ResponseStream(send)
         self._quiet: set[int] = set()  # progress-notify watchers with no events since the last notice
 
     async def run(self) -> None:
         requests = asyncio.create_task(self._read_requests())
         progress = asyncio.create_task(self._notify_progress()) if self._progress_interval > 0 else None
         try:
-            first = await self._next_message()
-            if first is None:
-                return
-            await self._start_response()
-            while first is not None:
-                await self._write(first)
-                first = await self._next_message()
+            while (message := await self._next_message()) is not None:
+                await self._response.write_line(message)
         finally:
             for task in [requests, *([progress] if progress else []), *(p for _, p, _ in self._watchers.values())]:
                 task.cancel()
@@ -85,30 +83,19 @@ class WatchStream:
 
     async def _read_requests(self) -> None:
         """Act on each request object as it completes; then wait for the client to go away."""
-        buffer, first, more = "", True, True
-        while more:
-            message = await self._receive()
-            if message["type"] == "http.disconnect":
-                await self._outgoing.put(b"")  # end the response
-                return
-            buffer += message.get("body", b"").decode("utf-8", errors="replace")
-            more = message.get("more_body", False)
-            objects, buffer = _split_objects(buffer, final=not more)
-            for text in objects:
-                try:
-                    request = _decode(text)
-                except (codec.DecodeError, EtcdError, json.JSONDecodeError) as exc:
-                    if first:  # a bad first object gets a unary error (etcd's gateway: code 2 and a 500)
-                        error = exc if isinstance(exc, EtcdError) else EtcdError(str(exc), GrpcCode.INVALID_ARGUMENT)
-                        await self._outgoing.put(b"!" + _unary_error(error))
-                        return
-                    more = False  # later bad input half-closes the request side; the stream goes on
-                    break
+        first = True
+        try:
+            async for fields in streams.request_objects(self._receive, "etcdserverpb.WatchRequest"):
+                request = _decode(fields)
                 first = False
                 await self._handle(request)
-        while (await self._receive())["type"] != "http.disconnect":
-            pass
-        await self._outgoing.put(b"")
+        except EtcdError as error:
+            if first:  # a bad first object gets a unary error (etcd's gateway: code 2 and a 500)
+                await self._outgoing.put(b"!" + _unary_error(error))
+                return
+            # later bad input half-closes the request side; the stream goes on
+        await streams.wait_for_disconnect(self._receive)
+        await self._outgoing.put(b"")  # end the response
 
     async def _handle(self, request: dict[str, Any]) -> None:
         if "create_request" in request:
@@ -165,21 +152,12 @@ class WatchStream:
             while True:
                 batch = await watcher.next()
                 self._quiet.discard(watch_id)
-                await self._emit(self._batch_message(watch_id, batch))
+                await self._emit(_batch_message(self._server, self._hub, watch_id, batch))
                 if batch.compact_revision:
                     self._watchers.pop(watch_id, None)
                     return
         except WatcherClosed:
             return
-
-    def _batch_message(self, watch_id: int, batch: WatchBatch) -> dict[str, Any]:
-        if batch.compact_revision:
-            header = self._header()
-            del header["revision"]  # as etcd: a compacted watcher's header has no revision
-            return {"header": header, **_id_field(watch_id), "canceled": True,
-                    "compact_revision": str(batch.compact_revision)}  # fmt: skip
-        events = [_event(event) for event in batch.events]
-        return {"header": self._server.header(batch.revision), **_id_field(watch_id), "events": events}
 
     async def _notify_progress(self) -> None:
         """etcd's progress notifications: the current revision, to each synced watcher that asked for
@@ -205,17 +183,18 @@ class WatchStream:
             return None
         return message
 
-    async def _start_response(self) -> None:
-        if not self._started:
-            self._started = True
-            headers = [(b"content-type", b"application/json"), *CORS_HEADERS]
-            await self._send({"type": "http.response.start", "status": 200, "headers": headers})
-
-    async def _write(self, message: bytes) -> None:
-        await self._send({"type": "http.response.body", "body": message, "more_body": True})
-
     def _header(self) -> dict[str, Any]:
         return self._server.header(self._hub.store.revision)
+
+
+def _batch_message(server: CorralServer, hub: WatchHub, watch_id: int, batch: WatchBatch) -> dict[str, Any]:
+    if batch.compact_revision:
+        header = server.header(hub.store.revision)
+        del header["revision"]  # as etcd: a compacted watcher's header has no revision
+        return {"header": header, **_id_field(watch_id), "canceled": True,
+                "compact_revision": str(batch.compact_revision)}  # fmt: skip
+    events = [_event(event) for event in batch.events]
+    return {"header": server.header(batch.revision), **_id_field(watch_id), "events": events}
 
 
 def _unary_error(error: EtcdError) -> bytes:
@@ -223,9 +202,9 @@ def _unary_error(error: EtcdError) -> bytes:
     return str(status).encode() + body
 
 
-def _decode(text: str) -> dict[str, Any]:
-    """A WatchRequest as a dict with canonical names: only its known fields, each decoded."""
-    request = codec.fields(codec.load_body(text.encode(), "etcdserverpb.WatchRequest"), _REQUEST_FIELDS)
+def _decode(body: dict[str, Any]) -> dict[str, Any]:
+    """A WatchRequest as a dict with canonical names: only its known fields, each checked."""
+    request = codec.fields(body, _REQUEST_FIELDS)
     out: dict[str, Any] = {}
     if "create_request" in request:
         create = codec.object_(request["create_request"], "etcdserverpb.WatchCreateRequest")
@@ -273,37 +252,65 @@ def _event(event: Event) -> dict[str, Any]:
     return out
 
 
-def _split_objects(buffer: str, final: bool) -> tuple[list[str], str]:
-    """Complete top-level JSON values at the front of `buffer`, and what is left (an unfinished one).
-    With `final`, the rest is returned as a value of its own, so that it fails to decode."""
-    values: list[str] = []
-    depth, in_string, escaped, start = 0, False, False, None
-    for i, char in enumerate(buffer):
-        if in_string:
-            if escaped:
-                escaped = False
-            elif char == "\\":
-                escaped = True
-            elif char == '"':
-                in_string = False
-            continue
-        if char == '"':
-            in_string = True
-            if start is None:
-                start = i
-        elif char in "{[":
-            if start is None:
-                start = i
-            depth += 1
-        elif char in "}]":
-            depth -= 1
-            if depth <= 0 and start is not None:
-                values.append(buffer[start : i + 1])
-                start, depth = None, 0
-        elif not char.isspace() and start is None:
-            start = i
-    rest = buffer[start:] if start is not None else ""
-    if final and rest.strip():
-        values.append(rest)
-        rest = ""
-    return values, rest
+class WatchEvents:
+    """`GET /v3/watch/sse?key=<base64>[&range_end=<base64>|&prefix=true][&start_revision=N][&prev_kv=true]`:
+    one watch as Server-Sent Events, for browsers and `curl -N` (beyond etcd). Each message is the JSON
+    stream's `WatchResponse` in a `data:` line, with the header revision as the event id, so an
+    EventSource that reconnects with `Last-Event-ID` resumes after it with no gap and no duplicate."""
+
+    def __init__(self, server: CorralServer, hub: WatchHub) -> None:
+        self._server = server
+        self._hub = hub
+
+    async def endpoint(self, request: Request) -> Response:
+        try:
+            spec = self._spec(request)
+        except EtcdError as error:
+            status, body = error_response(error)
+            return Response(body, status, media_type="application/json")
+        watcher = self._hub.watch(spec)
+        header = self._server.header(self._hub.store.revision)
+        return StreamingResponse(
+            self._events(watcher, {"header": header, "created": True}),
+            media_type="text/event-stream",
+            headers={"cache-control": "no-cache", "x-accel-buffering": "no"},
+        )
+
+    def _spec(self, request: Request) -> WatchSpec:
+        query = request.query_params
+        key = _query_bytes(query.get("key")) or b"\x00"
+        range_end = _query_bytes(query.get("range_end"))
+        if query.get("prefix") in ("true", "1"):
+            range_end = _prefix_end(key)
+        start = codec.to_int(query.get("start_revision"))
+        if (last := request.headers.get("last-event-id")) is not None:
+            start = codec.to_int(last) + 1
+        prev_kv = query.get("prev_kv") in ("true", "1")
+        return WatchSpec(key, range_end, start, prev_kv=prev_kv)
+
+    async def _events(self, watcher: Watcher, created: dict[str, Any]) -> AsyncIterator[bytes]:
+        try:
+            yield b"data: " + codec.dumps(created) + b"\n\n"
+            while True:
+                batch = await watcher.next()
+                message = _batch_message(self._server, self._hub, 0, batch)
+                yield f"id: {batch.through}\n".encode() + b"data: " + codec.dumps(message) + b"\n\n"
+                if batch.compact_revision:
+                    return
+        except WatcherClosed:
+            return
+        finally:
+            watcher.close()
+
+
+def _query_bytes(value: str | None) -> bytes:
+    """A base64 query parameter; URL-safe base64 is accepted too."""
+    if not value:
+        return b""
+    return codec.b64decode(value.replace("-", "+").replace("_", "/"))
+
+
+def _prefix_end(key: bytes) -> bytes:
+    """etcd's prefix range end: the key with its last byte below 0xff incremented ("\\0" if none)."""
+    stripped = key.rstrip(b"\xff")
+    return stripped[:-1] + bytes([stripped[-1] + 1]) if stripped else b"\x00"

@@ -44,6 +44,7 @@ class WatchBatch:
     revision: int
     events: list[Event] = field(default_factory=list)
     compact_revision: int = 0
+    through: int = 0  # the last revision the batch covers: resume after it
 
 
 class Watcher:
@@ -104,7 +105,7 @@ class Watcher:
             if self.next_revision > current:
                 self.catching_up = False
             if events:
-                return WatchBatch(current if catching_up else last, events)
+                return WatchBatch(current if catching_up else last, events, through=last)
         return None
 
     def _select(self, events: list[Event]) -> list[Event]:

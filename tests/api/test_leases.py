@@ -100,3 +100,30 @@ def test_leases_and_their_keys_survive_a_restart_and_a_snapshot(fresh_server: Se
         assert ttl["grantedTTL"] == "600" and len(ttl["keys"]) == 10
         ok(client, "/v3/lease/revoke", {"ID": str(lease)})
         assert get_kv(client, b"k3") is None
+
+
+def test_one_long_keepalive_request_answers_each_object_as_it_arrives(
+    client: httpx.Client, server: ServerProcess
+) -> None:
+    """A raw chunked request: each object is sent only after the answer to the previous one is read."""
+    import socket
+    from urllib.parse import urlsplit
+
+    lease = grant(client, 30)
+    address = urlsplit(server.url)
+    with socket.create_connection((address.hostname, address.port), timeout=5.0) as sock:
+        head = "POST /v3/lease/keepalive HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+        sock.sendall(head.encode())
+        reader = sock.makefile("rb")
+        for i in range(3):
+            chunk = orjson.dumps({"ID": str(lease)})
+            sock.sendall(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
+            if i == 0:  # the response starts with the first answer
+                assert b" 200 " in reader.readline()
+                while reader.readline() not in (b"\r\n", b""):
+                    pass  # response headers
+            size = int(reader.readline().strip(), 16)  # the answer's chunk, before the body has ended
+            line = reader.read(size + 2)[:size]
+            assert orjson.loads(line)["result"]["TTL"] == "30"
+            time.sleep(0.2)
+        sock.sendall(b"0\r\n\r\n")

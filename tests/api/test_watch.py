@@ -128,3 +128,34 @@ def test_refused_watches(server: ServerProcess) -> None:
     )  # fmt: skip
     bad = httpx.post(server.url + "/v3/watch", content=b'{"create_request":{"key":"!!"}}', timeout=5.0)
     assert bad.status_code == 400 and bad.json()["message"] == "illegal base64 data at input byte 0"
+
+
+def test_server_sent_events_resume_after_the_last_event_id(server: ServerProcess, ns: Ns) -> None:
+    prefix = b64(ns("sse/"))
+    with httpx.Client(base_url=server.url, timeout=10.0) as client:
+        start = revision(client) + 1
+        for value in (b"1", b"2", b"3"):
+            put(client, ns("sse/k"), value)
+
+        def read(headers: dict[str, str], count: int) -> list[tuple[str | None, dict[str, Any]]]:
+            events: list[tuple[str | None, dict[str, Any]]] = []
+            params = {"key": prefix, "prefix": "true", "start_revision": str(start)}
+            with client.stream("GET", "/v3/watch/sse", params=params, headers=headers) as response:
+                assert response.headers["content-type"].startswith("text/event-stream")
+                event_id = None
+                for line in response.iter_lines():
+                    if line.startswith("id: "):
+                        event_id = line[4:]
+                    elif line.startswith("data: "):
+                        events.append((event_id, json.loads(line[6:])))
+                        event_id = None
+                        if len(events) == count:
+                            return events
+            return events
+
+        created, history = read({}, 2)
+        assert created[1]["created"] is True
+        assert [e["kv"]["value"] for e in history[1]["events"]] == [b64(b"1"), b64(b"2"), b64(b"3")]
+        assert history[0] == str(start + 2)
+        _, resumed = read({"Last-Event-ID": str(start)}, 2)  # seen through the first put
+        assert [e["kv"]["value"] for e in resumed[1]["events"]] == [b64(b"2"), b64(b"3")]
