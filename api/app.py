@@ -11,6 +11,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from .cluster_routes import ClusterRoutes
+from .concurrency_routes import ConcurrencyRoutes
 from .fault_routes import FaultRoutes
 from .gateway import CORS_HEADERS, Gateway, UnaryHandler
 from .kv_routes import KVRoutes
@@ -38,6 +39,7 @@ def create_app(server: CorralServer) -> Gateway:
     streams = {
         "/v3/watch": WatchRoutes(server, hub, server.config.watch_progress_notify_interval),
         "/v3/lease/keepalive": leases.keepalive,
+        **ConcurrencyRoutes(server, hub).streams(),
     }
     routes: dict[str, UnaryHandler] = {
         **KVRoutes(server).routes(),

@@ -45,7 +45,8 @@ class MessageTooLarge(EtcdError):
 
 def error_response(error: EtcdError) -> tuple[int, bytes]:
     body = orjson.dumps({"error": error.message, "message": error.message, "code": int(error.code)})
-    return HTTP_STATUS.get(error.code, 500), body
+    status = getattr(error, "http_status", None) or HTTP_STATUS.get(error.code, 500)
+    return status, body
 
 
 class ServerStopped(EtcdError):

@@ -113,7 +113,7 @@ class LeaseRoutes:
         lease_id = codec.to_int(fields.get("ID"))
         if ttl > MAX_LEASE_TTL:
             raise LeaseTTLTooLarge()
-        command = LeaseGrantRequest(lease_id or self._new_id(), max(ttl, self._min_ttl))
+        command = LeaseGrantRequest(lease_id or new_lease_id(self._server), max(ttl, self._min_ttl))
         result = await self._propose(command, LeaseGrantResponse)
         return codec.dumps(
             {"header": self._server.header(result.revision), "ID": str(result.id), "TTL": str(result.ttl)}
@@ -196,13 +196,6 @@ class LeaseRoutes:
     def _header(self) -> dict[str, Any]:
         return self._server.header(self._server.state.store.revision)
 
-    def _new_id(self) -> int:
-        """A fresh positive int64 (etcd mixes member id, time and a counter; any unused id will do)."""
-        while True:
-            candidate = random.getrandbits(63)
-            if candidate and not self._server.state.leases.exists(candidate):
-                return candidate
-
     async def _propose(self, command: LeaseGrantRequest | LeaseRevokeRequest, expected: type[Any]) -> Any:
         result = await self._server.log.propose(commands.encode(command), command)
         if isinstance(result, EtcdError):
@@ -210,3 +203,11 @@ class LeaseRoutes:
         if not isinstance(result, expected):
             raise TypeError(f"expected {expected.__name__} from apply, got {result!r}")
         return result
+
+
+def new_lease_id(server: CorralServer) -> int:
+    """A fresh positive int64 (etcd mixes member id, time and a counter; any unused id will do)."""
+    while True:
+        candidate = random.getrandbits(63)
+        if candidate and not server.state.leases.exists(candidate):
+            return candidate

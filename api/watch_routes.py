@@ -17,6 +17,7 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
+from corral.store import kv
 from corral.store.errors import EtcdError
 from corral.store.types import Event, EventType
 from corral.watch.hub import WatchBatch, Watcher, WatcherClosed, WatchHub, WatchSpec
@@ -281,7 +282,7 @@ class WatchEvents:
         key = _query_bytes(query.get("key")) or b"\x00"
         range_end = _query_bytes(query.get("range_end"))
         if query.get("prefix") in ("true", "1"):
-            range_end = _prefix_end(key)
+            range_end = kv.prefix_end(key)
         start = codec.to_int(query.get("start_revision"))
         if (last := request.headers.get("last-event-id")) is not None:
             start = codec.to_int(last) + 1
@@ -308,9 +309,3 @@ def _query_bytes(value: str | None) -> bytes:
     if not value:
         return b""
     return codec.b64decode(value.replace("-", "+").replace("_", "/"))
-
-
-def _prefix_end(key: bytes) -> bytes:
-    """etcd's prefix range end: the key with its last byte below 0xff incremented ("\\0" if none)."""
-    stripped = key.rstrip(b"\xff")
-    return stripped[:-1] + bytes([stripped[-1] + 1]) if stripped else b"\x00"

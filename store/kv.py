@@ -248,3 +248,10 @@ def _apply_txn(write: WriteTxn, request: TxnRequest, decision: _Decision) -> Txn
         elif isinstance(op, TxnRequest):
             responses.append(_apply_txn(write, op, next(nested)))
     return TxnResponse(0, decision.succeeded, responses)
+
+
+def prefix_end(prefix: bytes) -> bytes:
+    """The range end that makes [prefix, end) every key starting with `prefix` (etcd's GetPrefixRangeEnd):
+    the last byte below 0xff incremented, or "\\0" (no upper bound) if there is none."""
+    stripped = prefix.rstrip(b"\xff")
+    return stripped[:-1] + bytes([stripped[-1] + 1]) if stripped else b"\x00"
