@@ -65,6 +65,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_TICK_SECONDS = 0.1  # etcd's default heartbeat interval
 DEFAULT_ELECTION_TICKS = 10  # etcd's default election timeout: 1 s
 DEFAULT_REQUEST_TIMEOUT = 7.0  # etcd: 5 s + 2 election timeouts
+READ_ROUND_RETRY_SECONDS = 0.5  # a ReadIndex round unanswered this long is sent again (etcd: 500 ms)
 SNAPSHOT_CATCH_UP_ENTRIES = 5000  # entries kept after a snapshot for slow followers (as etcd)
 _REQUEST_ID_BYTES = mb.REQUEST_ID_BYTES  # member id and a counter: unique across the cluster
 _LEADER_MESSAGES = frozenset(
@@ -419,7 +420,7 @@ class RaftNode:
             await asyncio.sleep(max(0.0, next_tick - time.monotonic()))
             assert self._node is not None
             self._node.tick()
-            self._reads.expire(time.monotonic(), self._settings.request_timeout, LogTimeout("request timed out"))
+            self._reads.retry(time.monotonic(), READ_ROUND_RETRY_SECONDS)
             self._wakeup.set()
 
     def _start_read_round(self) -> None:
@@ -533,6 +534,7 @@ class RaftNode:
             self._role = ready.soft_state.role
             if ready.soft_state.lead != self._leader:
                 logger.info("leader is now %x (term %d)", ready.soft_state.lead, self._term)
+                self._reads.requeue()  # a round sent to the old leader may never be answered
             self._leader = ready.soft_state.lead
 
     def _send(self, messages: tuple[Message, ...]) -> None:

@@ -41,14 +41,19 @@ class ReadRounds:
         self._in_flight[context] = readers
         self._started = now
 
-    def expire(self, now: float, timeout: float, error: LogError) -> bool:
-        """A round can be lost (the leader changed): fail it after `timeout` so reads can go on."""
-        if not self._in_flight or now - self._started <= timeout:
+    def retry(self, now: float, after: float) -> bool:
+        """A round can be lost (its request went to a leader that just lost office): once `after`
+        seconds pass without an answer, its reads go back in line for a new round (as etcd retries)."""
+        if not self._in_flight or now - self._started <= after:
             return False
-        for readers in self._in_flight.values():
-            _fail(readers, error)
-        self._in_flight.clear()
+        self.requeue()
         return True
+
+    def requeue(self) -> None:
+        """Put the reads of unanswered rounds back in line (the leader changed: ask the new one)."""
+        for readers in self._in_flight.values():
+            self._waiting.extend(future for future in readers if not future.done())
+        self._in_flight.clear()
 
     def answer(self, read_states: Iterable[ReadState]) -> None:
         for read in read_states:
