@@ -17,6 +17,7 @@ from .gateway import CORS_HEADERS, Gateway, UnaryHandler
 from .kv_routes import KVRoutes
 from .lease_routes import LeaseKeeper, LeaseRoutes
 from .maintenance_routes import MaintenanceRoutes
+from .metrics import Metrics
 from .server import GRPC_OVERHEAD_BYTES, CorralServer
 from .watch_routes import WatchEvents, WatchRoutes
 
@@ -65,6 +66,27 @@ def create_app(server: CorralServer) -> Gateway:
             return Response(b'{"health":"true"}', headers=_CORS, media_type="text/plain")
         return Response(b'{"health":"false"}', 503, headers=_CORS, media_type="text/plain")
 
+    metrics = Metrics(server, hub)
+
+    async def metrics_text(request: Request) -> Response:
+        return get_only(request) or Response(metrics.render(), headers=_CORS, media_type=metrics.content_type)
+
+    async def livez(request: Request) -> Response:
+        # alive unless the log has failed for good (storage errors): etcd's /livez
+        if (refused := get_only(request)) is not None:
+            return refused
+        failed = server.log.failed
+        return Response(b"ok\n" if not failed else b"failed\n", 503 if failed else 200, headers=_CORS,
+                        media_type="text/plain")  # fmt: skip
+
+    async def readyz(request: Request) -> Response:
+        # ready to serve requests: a leader is known (etcd's /readyz)
+        if (refused := get_only(request)) is not None:
+            return refused
+        ready = bool(server.log.status().leader_id) and not server.log.failed
+        return Response(b"ok\n" if ready else b"not ready\n", 200 if ready else 503, headers=_CORS,
+                        media_type="text/plain")  # fmt: skip
+
     async def version(request: Request) -> Response:
         return get_only(request) or JSONResponse(server.version(), headers=_CORS)
 
@@ -90,6 +112,9 @@ def create_app(server: CorralServer) -> Gateway:
         routes=[
             Route("/health", health, methods=every_method),
             Route("/version", version, methods=every_method),
+            Route("/metrics", metrics_text, methods=every_method),
+            Route("/livez", livez, methods=every_method),
+            Route("/readyz", readyz, methods=every_method),
             Route("/openapi.yaml", openapi, methods=every_method),
             Route("/v3/watch/sse", WatchEvents(server, hub).endpoint, methods=["GET"]),
             Route("/{path:path}", other, methods=every_method),

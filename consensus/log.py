@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from .membership import Member
+    from .stats import LogStats
 
 
 class SnapshotSource(Protocol):
@@ -60,6 +61,7 @@ class LogStatus:
     commit_index: int
     applied_index: int
     storage_bytes: int  # WAL and snapshot files on disk
+    pending_proposals: int = 0  # proposed here, not yet applied
 
 
 class LogError(Exception):
@@ -144,6 +146,16 @@ class ReplicatedLog(Protocol):
         ...
 
     def status(self) -> LogStatus: ...
+
+    @property
+    def failed(self) -> bool:
+        """Whether the log stopped for good (its storage failed): nothing more will be accepted."""
+        ...
+
+    @property
+    def stats(self) -> LogStats:
+        """Counters and latency histograms about the log (exported as metrics)."""
+        ...
 
     @property
     def cluster_id(self) -> int:

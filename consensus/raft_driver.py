@@ -58,6 +58,7 @@ from .raft.confchange import validate_change
 from .raft.storage import MemoryStorage
 from .read_index import AppliedWaiters, ReadRounds
 from .snapfile import SnapshotFiles
+from .stats import SLOW_APPLY_SECONDS, LogStats
 from .transport import PeerTransport
 
 logger = logging.getLogger(__name__)
@@ -111,6 +112,8 @@ class RaftNode:
         self._storage = MemoryStorage()
         self._membership = Membership()
         self._removed = False
+        self.stats = LogStats()
+        self._heartbeats_sent: dict[int, float] = {}  # peer -> when the last heartbeat went out
         self._node: RawNode | None = None
         self._wal: wal_records.WAL | None = None
         self._transport: PeerTransport | None = None
@@ -173,6 +176,7 @@ class RaftNode:
         if contents.truncated_bytes:
             logger.warning("WAL had a torn or corrupt tail: dropped %d bytes", contents.truncated_bytes)
         self._wal = wal
+        wal.on_sync = self.stats.wal_fsync.observe
         if snapshot is None and not contents.entries and contents.state.term == 0 and self._settings.bootstrap:
             self._bootstrap(wal)
             return 0
@@ -252,12 +256,17 @@ class RaftNode:
             place()
         except ProposalDropped as exc:
             del self._waiters[request_id]
+            self.stats.proposals_failed += 1
             raise NoLeader("no leader") from exc
         self._wakeup.set()
         try:
             return await asyncio.wait_for(future, timeout or self._settings.request_timeout)
         except TimeoutError:
+            self.stats.proposals_failed += 1
             raise LogTimeout("request timed out") from None
+        except LogError:
+            self.stats.proposals_failed += 1
+            raise
         finally:
             self._waiters.pop(request_id, None)
 
@@ -282,6 +291,7 @@ class RaftNode:
             commit_index=self._commit,
             applied_index=self._state_machine.applied_index,
             storage_bytes=(self._wal.size_bytes if self._wal else 0) + self._snapshots.size_bytes(),
+            pending_proposals=len(self._waiters),
         )
 
     async def transfer_leadership(self, target: int) -> None:
@@ -303,6 +313,10 @@ class RaftNode:
     @property
     def cluster_id(self) -> int:
         return self._membership.cluster_id or self._settings.cluster_id
+
+    @property
+    def failed(self) -> bool:
+        return self._failure is not None
 
     def members(self) -> list[Member]:
         return self._membership.sorted_members()
@@ -398,6 +412,8 @@ class RaftNode:
     def _on_message(self, message: Message) -> None:
         if self._node is None or self._closed or message.frm in self._deaf_to:
             return
+        if message.type is MessageType.HEARTBEAT_RESP and (sent := self._heartbeats_sent.pop(message.frm, None)):
+            self.stats.round_trip(message.frm, time.monotonic() - sent)
         try:
             self._node.step(message)
         except Exception:  # noqa: BLE001 - a bad peer message must not stop the member
@@ -534,6 +550,8 @@ class RaftNode:
             self._role = ready.soft_state.role
             if ready.soft_state.lead != self._leader:
                 logger.info("leader is now %x (term %d)", ready.soft_state.lead, self._term)
+                if ready.soft_state.lead:
+                    self.stats.leader_changes += 1
                 self._reads.requeue()  # a round sent to the old leader may never be answered
             self._leader = ready.soft_state.lead
 
@@ -543,6 +561,10 @@ class RaftNode:
         if not messages or self._transport is None:
             return
         plain = [m for m in messages if m.type is not MessageType.SNAP]
+        now = time.monotonic()
+        for message in plain:
+            if message.type is MessageType.HEARTBEAT:
+                self._heartbeats_sent.setdefault(message.to, now)
         if plain:
             self._transport.send(plain)
         for message in messages:
@@ -577,6 +599,7 @@ class RaftNode:
                 continue
             request_id, data = entry.data[:_REQUEST_ID_BYTES], entry.data[_REQUEST_ID_BYTES:]
             waiter = self._waiters.pop(request_id, None)
+            started = time.perf_counter()
             try:
                 result = apply(entry.index, data, waiter[1] if waiter else None)
             except Exception as exc:  # noqa: BLE001 - a bug in apply must not take the member down
@@ -584,6 +607,8 @@ class RaftNode:
                 if waiter and not waiter[0].done():
                     waiter[0].set_exception(exc)
                 continue
+            if time.perf_counter() - started > SLOW_APPLY_SECONDS:
+                self.stats.slow_applies += 1
             if waiter and not waiter[0].done():
                 waiter[0].set_result(result)
         self._reads.answer(ready.read_states)
@@ -658,9 +683,11 @@ class RaftNode:
             self._snapshotting = None
 
     def _save_snapshot(self, source: SnapshotSource, term: int, conf: ConfState, members: Membership) -> None:
+        started = time.perf_counter()
         header = raft_snapshots.encode_header(conf, members)
         chunks = [(raft_snapshots.header_chunk_name(source.index), lambda: header), *source.chunks()]
         self._snapshots.save_chunks(source.index, term, chunks)
+        self.stats.snapshot_save.observe(time.perf_counter() - started)
 
 
 def _to_wal(entry: Entry) -> wal_records.Entry:

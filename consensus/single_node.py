@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -29,6 +30,7 @@ from .log import (
 )
 from .membership import Member
 from .snapfile import SnapshotFiles
+from .stats import LogStats
 from .wal import WAL, Entry, HardState, WalCorruptError
 
 logger = logging.getLogger(__name__)
@@ -54,6 +56,7 @@ class SingleNodeLog:
         self._state_machine = state_machine
         self._member_id = member_id
         self._member = member or Member(member_id)
+        self.stats = LogStats(leader_changes=1)  # it leads from the start, alone
         self._cluster_id = cluster_id
         self._snapshot_count = snapshot_count
         self._term = 0
@@ -101,6 +104,7 @@ class SingleNodeLog:
         wal.save_state(HardState(self._term, self._member_id, self._last_index))
         wal.sync()
         self._wal = wal
+        wal.on_sync = self.stats.wal_fsync.observe
         logger.info("recovered to index %d (term %d, %d entries replayed)", self._last_index, self._term, len(entries))
 
     async def close(self) -> None:
@@ -151,6 +155,10 @@ class SingleNodeLog:
     def cluster_id(self) -> int:
         return self._cluster_id
 
+    @property
+    def failed(self) -> bool:
+        return self._failure is not None
+
     def members(self) -> list[Member]:
         return [self._member]
 
@@ -190,6 +198,7 @@ class SingleNodeLog:
             commit_index=self._state_machine.applied_index,
             applied_index=self._state_machine.applied_index,
             storage_bytes=wal_bytes + self._snapshots.size_bytes(),
+            pending_proposals=len(self._pending),
         )
 
     # -- the write loop ----------------------------------------------------------------------------
@@ -235,6 +244,7 @@ class SingleNodeLog:
 
     def _fail(self, exc: BaseException, batch: list[_Proposal]) -> None:
         self._failure = exc
+        self.stats.proposals_failed += len(batch) + len(self._pending)
         for _, _, future in [*batch, *self._pending]:
             if not future.done():
                 future.set_exception(LogFailed(f"storage failed: {exc}"))
@@ -252,12 +262,14 @@ class SingleNodeLog:
         try:
             source = self._state_machine.snapshot()
             term = self._term
+            started = time.perf_counter()
             try:
                 saved = await loop.run_in_executor(
                     self._snapshot_thread, self._snapshots.save_chunks, source.index, term, source.chunks()
                 )
             finally:
                 source.release()
+            self.stats.snapshot_save.observe(time.perf_counter() - started)
             previous = self._last_snapshot_index()
             self._snapshot_indexes = [previous, source.index] if previous else [source.index]
             if previous:

@@ -13,8 +13,9 @@ import logging
 import os
 import re
 import struct
+import time
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -227,6 +228,7 @@ class WAL:
         self._snapshot = snapshot
         self._last_index = last_index
         self._fd: int | None = None
+        self.on_sync: Callable[[float], None] | None = None  # told how long each fdatasync took
         if segments:
             self._fd = os.open(segments[-1].path, _OPEN_FLAGS)
         else:
@@ -300,7 +302,10 @@ class WAL:
 
     def sync(self) -> None:
         """Make everything written so far durable."""
+        started = time.perf_counter()
         os.fdatasync(self._require_fd())
+        if self.on_sync is not None:
+            self.on_sync(time.perf_counter() - started)
 
     def cut(self) -> None:
         """Finish the current segment (fsynced) and start a new one for the next entry index."""

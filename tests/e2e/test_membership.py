@@ -64,6 +64,12 @@ def test_every_member_lists_all_members_with_their_names_and_client_urls(tmp_pat
         wait_until(published, 10.0, "each member's name and client URL published through the log")
         ids = {m["ID"] for m in members_of(members[0])}
         assert ids == {member_id(m) for m in members}
+        leader = wait_for_leader(members)
+        metrics = httpx.get(leader.url + "/metrics", timeout=5.0).text
+        round_trips = [line for line in metrics.splitlines()
+                       if line.startswith("etcd_network_peer_round_trip_time_seconds_count")]  # fmt: skip
+        assert len(round_trips) == 2, metrics  # one per peer, measured on heartbeats
+        assert "etcd_server_is_leader 1.0" in metrics
     finally:
         for member in members:
             member.kill()
