@@ -127,28 +127,40 @@ class LeaseRoutes:
     async def keepalive(self, scope: Scope, receive: Receive, send: Send) -> None:
         """The keep-alive stream: `{"ID": ...}` objects answered as they arrive, for as long as the
         request body goes on (one long request can keep a lease alive); the response ends with the body.
-        A follower forwards what it has received to the leader, one request per piece of the body."""
+        A follower forwards what it has received to the leader, one request per piece of the body. As
+        in etcd, bad input after the first object only ends the request side: what came before it is
+        answered and the response ends normally."""
         response = streams.ResponseStream(send)
         try:
             async for batch in streams.request_batches(receive, "etcdserverpb.LeaseKeepAliveRequest"):
-                ids = [codec.to_int(fields.get("ID")) for fields in batch]
-                if self._keeper.is_primary:
-                    for result in await self._renew(ids):
-                        await response.write(result)
-                else:
-                    body = b"".join(codec.dumps({"ID": str(lease_id)}) for lease_id in ids)
-                    answer = await forward_to_leader(self._server, "/v3/lease/keepalive", body)
-                    for line in answer.splitlines():
-                        await response.write_line(line + b"\n")
+                ids, bad = _lease_ids(batch)
+                await self._answer(ids, response)
+                if bad is not None:
+                    raise bad
+        except codec.DecodeError as error:
+            if not response.started:
+                await send_json(send, *error_response(error))
+                return
         except (EtcdError, LogError) as exc:
             error = exc if isinstance(exc, EtcdError) else from_log_error(exc)
             if response.started:
                 await response.fail(error)
             else:
-                status, body = error_response(error)
-                await send_json(send, status, body)
+                await send_json(send, *error_response(error))
             return
         await response.finish()
+
+    async def _answer(self, ids: list[int], response: streams.ResponseStream) -> None:
+        if not ids:
+            return
+        if self._keeper.is_primary:
+            for result in await self._renew(ids):
+                await response.write(result)
+            return
+        body = b"".join(codec.dumps({"ID": str(lease_id)}) for lease_id in ids)
+        answer = await forward_to_leader(self._server, "/v3/lease/keepalive", body)
+        for line in answer.splitlines():
+            await response.write_line(line + b"\n")
 
     async def _renew(self, ids: list[int]) -> list[dict[str, Any]]:
         lessor = self._keeper.lessor
@@ -158,7 +170,7 @@ class LeaseRoutes:
         results = []
         for lease_id in ids:
             ttl = lessor.renew(lease_id, time.monotonic())
-            result: dict[str, Any] = {"header": self._header(), "ID": str(lease_id)}
+            result: dict[str, Any] = {"header": self._header(), **_id_field(lease_id)}
             if ttl:
                 result["TTL"] = str(ttl)
             results.append(result)
@@ -175,11 +187,12 @@ class LeaseRoutes:
             await self._server.log.read_barrier()  # as for keep-alives: a grant may be on its way here
         granted = leases.ttl(lease_id)
         remaining = self._keeper.lessor.remaining(lease_id, time.monotonic())
-        out: dict[str, Any] = {"header": self._header(), "ID": str(lease_id)}
+        out: dict[str, Any] = {"header": self._header(), **_id_field(lease_id)}
         if granted is None or remaining is None:
             out["TTL"] = "-1"
             return codec.dumps(out)
-        out["TTL"] = str(round(remaining))
+        if remaining >= 1:  # whole seconds left, truncated (etcd); zero is left out
+            out["TTL"] = str(int(remaining))
         out["grantedTTL"] = str(granted)
         if with_keys and (keys := leases.keys(lease_id)):
             out["keys"] = [codec.b64encode(key) for key in keys]
@@ -211,3 +224,18 @@ def new_lease_id(server: CorralServer) -> int:
         candidate = random.getrandbits(63)
         if candidate and not server.state.leases.exists(candidate):
             return candidate
+
+
+def _id_field(lease_id: int) -> dict[str, str]:
+    return {"ID": str(lease_id)} if lease_id else {}  # proto3 JSON leaves a zero ID out
+
+
+def _lease_ids(batch: list[dict[str, Any]]) -> tuple[list[int], codec.DecodeError | None]:
+    """The IDs of a batch of keep-alive requests up to the first bad one, and its error."""
+    ids = []
+    for fields in batch:
+        try:
+            ids.append(codec.to_int(fields.get("ID")))
+        except codec.DecodeError as error:
+            return ids, error
+    return ids, None
