@@ -181,7 +181,8 @@ class RaftNode:
             self._bootstrap(wal)
             return 0
         state = contents.state
-        self._storage.set_hard_state(HardState(state.term, state.vote, state.commit))
+        # The commit index is written lazily, so it may trail what the snapshot already applied.
+        self._storage.set_hard_state(HardState(state.term, state.vote, max(state.commit, applied)))
         self._storage.append([_from_wal(entry) for entry in contents.entries])
         self._term = state.term
         logger.info("recovered: snapshot at %d, log to %d, term %d", applied, self._storage.last_index(), state.term)
@@ -481,7 +482,10 @@ class RaftNode:
                     self._apply(ready)
                 incoming = raft_snapshots.split(ready.snapshot.data) if ready.snapshot is not None else None
                 try:
-                    await loop.run_in_executor(self._disk, self._persist, ready)
+                    # A Ready that only moves the commit index has nothing that must be durable (a
+                    # restarted member learns the commit index again): skip the trip to the disk thread.
+                    if ready.entries or ready.snapshot is not None or ready.must_sync:
+                        await loop.run_in_executor(self._disk, self._persist, ready)
                 except Exception as exc:  # noqa: BLE001 - storage failure: stop taking writes
                     logger.exception("WAL write failed; refusing further writes")
                     self._failure = exc
