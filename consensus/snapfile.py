@@ -50,6 +50,7 @@ class SnapshotFiles:
             raise ValueError("keep must be at least 1")
         self.directory = directory
         self.keep = keep
+        self._size: int | None = None  # bytes on disk, recomputed after the files change
         directory.mkdir(parents=True, exist_ok=True)
 
     @property
@@ -62,6 +63,7 @@ class SnapshotFiles:
 
     def save_chunks(self, index: int, term: int, chunks: Sequence[Chunk]) -> Path:
         """Durably write the chunks not already on disk, then the manifest; keep the newest ``keep``."""
+        self._size = None
         chunk_dir = self.chunk_directory
         chunk_dir.mkdir(exist_ok=True)
         for name, produce in chunks:
@@ -91,12 +93,15 @@ class SnapshotFiles:
                 return problem
             logger.warning("snapshot %s is broken (%s); renaming it to .broken", path.name, problem)
             os.replace(path, path.with_name(path.name + ".broken"))
+            self._size = None
             fsync_dir(self.directory)
         return None
 
     def size_bytes(self) -> int:
-        files = [*self.directory.glob("*.snap"), *self.chunk_directory.glob("*.chunk")]
-        return sum(path.stat().st_size for path in files)
+        if self._size is None:
+            files = [*self.directory.glob("*.snap"), *self.chunk_directory.glob("*.chunk")]
+            self._size = sum(path.stat().st_size for path in files)
+        return self._size
 
     def _assemble(self, index: int, term: int, manifest: bytes) -> Snapshot | str:
         parts = []
@@ -122,6 +127,7 @@ class SnapshotFiles:
         return found
 
     def _purge(self) -> None:
+        self._size = None
         kept, old = self._list()[: self.keep], self._list()[self.keep :]
         for path, _, _ in old:
             path.unlink()
