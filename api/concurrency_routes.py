@@ -17,7 +17,7 @@ from typing import Any
 
 from corral.consensus.log import LogError
 from corral.store import commands, kv
-from corral.store.errors import EtcdError, GrpcCode
+from corral.store.errors import EtcdError, GrpcCode, KeyNotProvided, RequestTooLarge
 from corral.store.types import (
     Compare,
     CompareTarget,
@@ -37,13 +37,12 @@ from corral.watch.hub import WatchHub, WatchSpec
 from starlette.types import Receive, Scope, Send
 
 from . import codec, streams
-from .errors import error_response, from_log_error
-from .gateway import read_body, send_json
+from .errors import MessageTooLarge, error_response, from_log_error
+from .gateway import BodyTooLarge, read_body, send_json
 from .lease_routes import new_lease_id
-from .server import CorralServer
+from .server import GRPC_OVERHEAD_BYTES, CorralServer
 
 SESSION_TTL = 60  # the lease etcd's gateway grants (and never renews) when a request names none
-_MAX_BODY = 4 * 1024 * 1024
 
 
 class ConcurrencyError(EtcdError):
@@ -86,7 +85,7 @@ class ConcurrencyRoutes:
     def _unary(self, message: str, handler: Handler) -> Callable[[Scope, Receive, Send], Awaitable[None]]:
         async def serve(scope: Scope, receive: Receive, send: Send) -> None:
             try:
-                fields = codec.load_body(await read_body(receive, _MAX_BODY), message)
+                fields = codec.load_body(await self._read(receive), message)
                 answer = await _until_disconnect(receive, handler(fields))
             except EtcdError as error:
                 status, body = error_response(error)
@@ -105,6 +104,8 @@ class ConcurrencyRoutes:
     async def campaign(self, fields: dict[str, Any]) -> dict[str, Any]:
         name = codec.b64decode(fields.get("name"))
         value = codec.b64decode(fields.get("value"))
+        if len(name) + len(value) + 64 > self._server.config.max_request_bytes:
+            raise RequestTooLarge()  # the put it becomes would be refused as too large
         lease = await self._session(codec.to_int(fields.get("lease")))
         key = _candidate_key(name, lease)
         created = await self._txn(
@@ -123,7 +124,9 @@ class ConcurrencyRoutes:
         header = self._server.header(created.revision)
         async with _given_up_on_leaving(self, key):
             await self._wait_for_older(name, revision)
-        leader = {"name": codec.b64encode(name), "key": codec.b64encode(key), "rev": str(revision), "lease": str(lease)}
+        leader = {"key": codec.b64encode(key), "rev": str(revision), "lease": str(lease)}
+        if name:  # proto3 JSON leaves an empty name out
+            leader = {"name": codec.b64encode(name), **leader}
         return {"header": header, "leader": leader}
 
     async def proclaim(self, fields: dict[str, Any]) -> dict[str, Any]:
@@ -160,11 +163,14 @@ class ConcurrencyRoutes:
     async def observe(self, scope: Scope, receive: Receive, send: Send) -> None:
         """The leader now (or the first to come), each value it proclaims, then its successor, and so on."""
         try:
-            fields = codec.load_body(await read_body(receive, _MAX_BODY), "v3electionpb.LeaderRequest")
+            fields = codec.load_body(await self._read(receive), "v3electionpb.LeaderRequest")
             name = codec.b64decode(fields.get("name"))
             await self._server.log.read_barrier()
         except EtcdError as error:
             await send_json(send, *error_response(error))
+            return
+        except LogError as error:
+            await send_json(send, *error_response(from_log_error(error)))
             return
         response = streams.ResponseStream(send)
         await _until_disconnect(receive, self._observe(name, response))
@@ -222,10 +228,23 @@ class ConcurrencyRoutes:
 
     async def unlock(self, fields: dict[str, Any]) -> dict[str, Any]:
         key = codec.b64decode(fields.get("key"))
+        if not key:
+            raise KeyNotProvided()
         result = await self._propose(DeleteRangeRequest(key))
         return {"header": self._server.header(result.revision)}  # type: ignore[union-attr]
 
     # -- shared ------------------------------------------------------------------------------------
+
+    async def _read(self, receive: Receive) -> bytes:
+        """The request body, within the gateway's limits (429 past the gRPC receive limit)."""
+        limit = self._server.config.max_request_bytes + GRPC_OVERHEAD_BYTES
+        try:
+            body = await read_body(receive, 3 * limit)
+        except BodyTooLarge as exc:
+            raise MessageTooLarge(exc.size, limit) from None
+        if len(body) > limit:
+            raise MessageTooLarge(len(body), limit)
+        return body
 
     async def _session(self, lease: int) -> int:
         """The caller's lease, or a fresh 60 s one that nobody keeps alive (etcd's gateway does this)."""
@@ -314,7 +333,10 @@ def _leader_key(fields: dict[str, Any]) -> tuple[bytes, int, int]:
     if leader is None:
         raise _error('"leader" field must be provided')
     leader = codec.object_(leader, "v3electionpb.LeaderKey")
-    return codec.b64decode(leader.get("key")), codec.to_int(leader.get("rev")), codec.to_int(leader.get("lease"))
+    key = codec.b64decode(leader.get("key"))
+    if not key:
+        raise KeyNotProvided()
+    return key, codec.to_int(leader.get("rev")), codec.to_int(leader.get("lease"))
 
 
 def _created_at(key: bytes, revision: int) -> Compare:

@@ -27,9 +27,10 @@ from starlette.types import Receive, Scope, Send
 
 from . import codec, streams
 from .errors import error_response
-from .gateway import send_json
+from .gateway import CORS_HEADERS, send_json
 from .server import CorralServer
 
+_CORS = {name.decode(): value.decode() for name, value in CORS_HEADERS}
 QUEUE_MESSAGES = 256  # responses waiting for the client, per stream
 _FILTERS = {"NOPUT": 0, "NODELETE": 1}
 _CREATE_FIELDS = codec.aliases(
@@ -207,7 +208,7 @@ def _decode(body: dict[str, Any]) -> dict[str, Any]:
     """A WatchRequest as a dict with canonical names: only its known fields, each checked."""
     request = codec.fields(body, _REQUEST_FIELDS)
     out: dict[str, Any] = {}
-    if "create_request" in request:
+    if request.get("create_request") is not None:  # null is the same as absent
         create = codec.object_(request["create_request"], "etcdserverpb.WatchCreateRequest")
         out["create_request"] = codec.fields(create, _CREATE_FIELDS)
         _validate_create(out["create_request"])
@@ -268,13 +269,13 @@ class WatchEvents:
             spec = self._spec(request)
         except EtcdError as error:
             status, body = error_response(error)
-            return Response(body, status, media_type="application/json")
+            return Response(body, status, media_type="application/json", headers=_CORS)
         watcher = self._hub.watch(spec)
         header = self._server.header(self._hub.store.revision)
         return StreamingResponse(
             self._events(watcher, {"header": header, "created": True}),
             media_type="text/event-stream",
-            headers={"cache-control": "no-cache", "x-accel-buffering": "no"},
+            headers={"cache-control": "no-cache", "x-accel-buffering": "no", **_CORS},
         )
 
     def _spec(self, request: Request) -> WatchSpec:
@@ -295,9 +296,12 @@ class WatchEvents:
             while True:
                 batch = await watcher.next()
                 message = _batch_message(self._server, self._hub, 0, batch)
-                yield f"id: {batch.through}\n".encode() + b"data: " + codec.dumps(message) + b"\n\n"
                 if batch.compact_revision:
+                    # A named event with no id: a client must stop (reconnecting would meet the
+                    # compaction again); an EventSource listens for "compacted" and closes.
+                    yield b"event: compacted\ndata: " + codec.dumps(message) + b"\n\n"
                     return
+                yield f"id: {batch.through}\n".encode() + b"data: " + codec.dumps(message) + b"\n\n"
         except WatcherClosed:
             return
         finally:
