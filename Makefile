@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DATA_DIR ?= ./data
 
-.PHONY: run cluster test bench bench-cluster deps install clean
+.PHONY: run cluster test bench bench-cluster bench-watch deps install clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,9 @@ bench: install deps
 
 bench-cluster: install deps
 	$(BIN)/python -m benchmarks.run --cluster 3
+
+bench-watch: install deps
+	$(BIN)/python -m benchmarks.watch_fanout
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis

@@ -121,4 +121,4 @@ def create_app(server: CorralServer) -> Gateway:
         ]
     )
     receive_limit = server.config.max_request_bytes + GRPC_OVERHEAD_BYTES
-    return Gateway(routes, fallback, BODY_SIZE_FACTOR * receive_limit, receive_limit, streams)
+    return Gateway(routes, fallback, BODY_SIZE_FACTOR * receive_limit, receive_limit, streams, server.tracing)

@@ -8,6 +8,7 @@ per request than the whole store apply, so it serves only the other routes (heal
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 from corral.consensus.log import LogError
 from corral.store.errors import EtcdError
@@ -15,6 +16,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .codec import DecodeError
 from .errors import MessageTooLarge, error_response, from_log_error
+
+if TYPE_CHECKING:
+    from .tracing import Tracing
 
 UnaryHandler = Callable[[bytes], Awaitable[bytes]]
 
@@ -42,8 +46,10 @@ class Gateway:
         max_body_bytes: int,
         receive_limit: int,
         streams: dict[str, ASGIApp] | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         self._routes = routes
+        self._tracing = tracing  # None: tracing is off
         self._streams = streams or {}
         self._fallback = fallback
         self._max_body_bytes = max_body_bytes
@@ -56,7 +62,10 @@ class Gateway:
                 path = "/v3/" + path[len("/v3beta/") :]
             handler = self._routes.get(path)
             if handler is not None:
-                await self._unary(handler, receive, send)
+                if self._tracing is None:
+                    await self._unary(handler, receive, send)
+                else:
+                    await self._tracing.serve_unary(self._unary, handler, path, scope, receive, send)
                 return
             stream = self._streams.get(path)
             if stream is not None:

@@ -30,6 +30,7 @@ class KVRoutes:
         self._header = server.header
         self._max_request_bytes = server.config.max_request_bytes
         self._max_txn_ops = server.config.max_txn_ops
+        self._tracing = server.tracing  # None: tracing is off
 
     def routes(self) -> dict[str, UnaryHandler]:
         return {
@@ -45,7 +46,7 @@ class KVRoutes:
         self._check_received(request)
         validation.check_range(request)
         if not request.serializable:
-            await self._log.read_barrier()
+            await (self._log.read_barrier() if self._tracing is None else self._tracing.read_index(self._log))
         response = kv.range_(self._state.store, request)
         return codec.dumps(codec.range_body(response, self._header(response.revision)))
 
@@ -69,7 +70,7 @@ class KVRoutes:
         validation.check_txn(request, self._max_txn_ops)
         if kv.is_read_only(request):
             if not all(getattr(op, "serializable", False) for op in (*request.success, *request.failure)):
-                await self._log.read_barrier()
+                await (self._log.read_barrier() if self._tracing is None else self._tracing.read_index(self._log))
             response = kv.txn(self._state.store, request, self._state.lease_exists)
         else:
             response = await self._propose(request, TxnResponse, size)
@@ -84,7 +85,10 @@ class KVRoutes:
         """`size` is the command's protobuf size, as `_check_received` returned it."""
         if size + RAFT_REQUEST_OVERHEAD > self._max_request_bytes:
             raise RequestTooLarge()
-        result = await self._log.propose(commands.encode(command), command)
+        if self._tracing is None:
+            result = await self._log.propose(commands.encode(command), command)
+        else:
+            result = await self._tracing.commit_wait(self._log, commands.encode(command), command)
         if isinstance(result, EtcdError):
             raise result
         if not isinstance(result, expected):

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from corral import __version__
 from corral.consensus.log import ReplicatedLog
 from corral.consensus.membership import Member, cluster_id, derive_id, member_id
 from corral.consensus.raft_driver import SNAPSHOT_CATCH_UP_ENTRIES, RaftNode, RaftSettings
 from corral.consensus.single_node import DEFAULT_SNAPSHOT_COUNT, SingleNodeLog
+
+if TYPE_CHECKING:
+    from .tracing import Tracing
 
 __all__ = [
     "DEFAULT_SNAPSHOT_COUNT",
@@ -26,6 +31,17 @@ ETCD_API_VERSION = "3.4.23"  # the etcd release whose gateway behaviour Corral r
 ETCD_CLUSTER_VERSION = "3.4.0"
 DEFAULT_MAX_REQUEST_BYTES = 1536 * 1024
 GRPC_OVERHEAD_BYTES = 512 * 1024
+TRACING_ENDPOINT_VARIABLES = ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
+
+
+def tracing_requested(environ: Mapping[str, str] = os.environ) -> bool:
+    """Whether OpenTelemetry's standard variables ask for traces: an OTLP endpoint is set, and neither
+    `OTEL_SDK_DISABLED=true` nor `OTEL_TRACES_EXPORTER=none` turns them off."""
+    if environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+        return False
+    if environ.get("OTEL_TRACES_EXPORTER", "").strip().lower() == "none":
+        return False
+    return any(environ.get(name, "").strip() for name in TRACING_ENDPOINT_VARIABLES)
 
 
 @dataclass(frozen=True)
@@ -73,6 +89,13 @@ class CorralServer:
         self.cluster_id = cluster_id(ids.values(), token)
         self.state = KVStateMachine()
         self.log: ReplicatedLog
+        # None when tracing is off: then OpenTelemetry is not even imported (see api/tracing.py).
+        self.tracing: Tracing | None = None
+        if tracing_requested():
+            from .tracing import Tracing
+
+            self.tracing = Tracing.from_env(self.member_id, config.name, lambda: getattr(self, "log", None))
+        hooks = self.tracing.hooks if self.tracing is not None else None
         if len(cluster) > 1:
             bootstrap = config.initial_cluster_state != "existing"
             settings = RaftSettings(
@@ -88,13 +111,13 @@ class CorralServer:
                 election_ticks=max(2, config.election_timeout_ms // config.heartbeat_interval_ms),
                 snapshot_catch_up_entries=config.snapshot_catch_up_entries,
             )
-            self.log = RaftNode(config.data_dir, self.state, settings)
+            self.log = RaftNode(config.data_dir, self.state, settings, trace_hooks=hooks)
         else:
             # One member needs no agreement: a WAL with group commit is the whole log.
             me = Member(self.member_id, config.name, config.initial_advertise_peer_urls, config.advertise_client_urls)
             self.log = SingleNodeLog(
                 config.data_dir, self.state, self.member_id, config.snapshot_count, member=me,
-                cluster_id=self.cluster_id,
+                cluster_id=self.cluster_id, trace_hooks=hooks,
             )  # fmt: skip
         self._cluster_id = 0
         self._cluster_id_text = "0"
@@ -118,16 +141,21 @@ class CorralServer:
         for service in reversed(self._services):
             await service.stop()
         await self.log.close()
+        if self.tracing is not None:
+            self.tracing.shutdown()  # flush the spans still queued
 
     def header(self, revision: int) -> dict[str, Any]:
         if self._cluster_id != self.log.cluster_id:  # a joining member learns it from the log
             self._cluster_id = self.log.cluster_id
             self._cluster_id_text = str(self._cluster_id)
+        term = self.log.term
+        if self.tracing is not None:
+            self.tracing.annotate(revision, term)  # the request's span gets what its response reports
         return {
             "cluster_id": self._cluster_id_text,
             "member_id": self._member_id_text,
             "revision": str(revision),
-            "raft_term": str(self.log.term),
+            "raft_term": str(term),
         }
 
     def version(self) -> dict[str, str]:

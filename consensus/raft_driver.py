@@ -22,6 +22,7 @@ from pathlib import Path
 
 from . import membership as mb
 from . import raft_snapshots
+from . import trace_hooks as tracing
 from . import wal as wal_records
 from .log import (
     BadTransferee,
@@ -59,6 +60,7 @@ from .raft.storage import MemoryStorage
 from .read_index import AppliedWaiters, ReadRounds
 from .snapfile import SnapshotFiles
 from .stats import SLOW_APPLY_SECONDS, LogStats
+from .trace_hooks import TracedEntry, TraceHooks
 from .transport import PeerTransport
 
 logger = logging.getLogger(__name__)
@@ -101,8 +103,11 @@ class RaftSettings:
 class RaftNode:
     """A member's replicated log (the `ReplicatedLog` protocol) backed by Raft."""
 
-    def __init__(self, data_dir: Path, state_machine: StateMachine, settings: RaftSettings) -> None:
+    def __init__(
+        self, data_dir: Path, state_machine: StateMachine, settings: RaftSettings, trace_hooks: TraceHooks | None = None
+    ) -> None:
         self._settings = settings
+        self._hooks = trace_hooks  # None: tracing is off, and the log does no tracing work
         self._state_machine = state_machine
         self._wal_dir = data_dir / "member" / "wal"
         self._snap_dir = data_dir / "member" / "snap"
@@ -243,9 +248,16 @@ class RaftNode:
     async def propose(self, data: bytes, decoded: object | None = None) -> object:
         self._ready_node()
         request_id = self._next_id()
+        entry = request_id + data if self._hooks is None else self._traced_entry(request_id, data)
         # Proposals are queued and handed to the core together once per Ready: one append and one
         # message per follower for the whole batch, not one for each proposal.
-        return await self._submit(request_id, decoded, lambda: self._proposals.append(request_id + data))
+        return await self._submit(request_id, decoded, lambda: self._proposals.append(entry))
+
+    def _traced_entry(self, request_id: bytes, data: bytes) -> bytes:
+        """The entry's data with the proposer's trace context inside it, so that whichever member
+        persists or applies it (the leader, when this member forwards it) can report spans in that trace."""
+        assert self._hooks is not None
+        return tracing.attach(request_id, self._hooks.current_context(), data)
 
     async def _submit(
         self, request_id: bytes, decoded: object, place: Callable[[], None], timeout: float | None = None
@@ -474,18 +486,23 @@ class RaftNode:
                 early = self._may_send_before_persisting(ready)
                 if early:
                     self._send(ready.messages)
-                # Committed entries are already durable on a majority, and this member persisted every
-                # entry of earlier Readies: apply them now rather than after this Ready's fsync (as etcd
-                # applies beside its WAL writes). A snapshot in the Ready must be installed first.
-                apply_first = ready.snapshot is None
-                if apply_first:
-                    self._apply(ready)
+                # Committed entries this member wrote in earlier Readies are durable here and on a
+                # majority: apply them now rather than after this Ready's fsync (as etcd applies beside
+                # its WAL writes). Entries this Ready itself appends (a lone voter commits what it appends
+                # at once) wait for the disk, and so does everything after a snapshot in the Ready.
+                durable, after_persist = _split_durable(ready)
+                self._apply(durable)
+                if ready.snapshot is None:
+                    self._serve_reads(ready)
                 incoming = raft_snapshots.split(ready.snapshot.data) if ready.snapshot is not None else None
                 try:
                     # A Ready that only moves the commit index has nothing that must be durable (a
                     # restarted member learns the commit index again): skip the trip to the disk thread.
                     if ready.entries or ready.snapshot is not None or ready.must_sync:
-                        await loop.run_in_executor(self._disk, self._persist, ready)
+                        if self._hooks is None:
+                            await loop.run_in_executor(self._disk, self._persist, ready)
+                        else:
+                            await self._persist_traced(loop, ready, self._hooks)
                 except Exception as exc:  # noqa: BLE001 - storage failure: stop taking writes
                     logger.exception("WAL write failed; refusing further writes")
                     self._failure = exc
@@ -494,8 +511,10 @@ class RaftNode:
                 self._after_persist(ready, incoming)
                 if not early:
                     self._send(ready.messages)
-                if not apply_first:
-                    self._apply(ready)
+                if after_persist:
+                    self._apply(after_persist)
+                if ready.snapshot is not None or after_persist:
+                    self._serve_reads(ready)
                 node.advance(ready)
                 # Reads that arrived while this Ready was being written share one heartbeat round.
                 self._start_read_round()
@@ -510,7 +529,7 @@ class RaftNode:
         except ProposalDropped:
             error = NoLeader("no leader")
             for data in batch:
-                waiter = self._waiters.pop(data[:_REQUEST_ID_BYTES], None)
+                waiter = self._waiters.pop(tracing.request_id(data), None)
                 if waiter is not None and not waiter[0].done():
                     waiter[0].set_exception(error)
 
@@ -519,6 +538,19 @@ class RaftNode:
         role = soft.role if soft is not None else self._role
         term_changes = ready.hard_state is not None and ready.hard_state.term != self._term
         return role is Role.LEADER and not term_changes and all(m.type in _LEADER_MESSAGES for m in ready.messages)
+
+    async def _persist_traced(self, loop: asyncio.AbstractEventLoop, ready: Ready, hooks: TraceHooks) -> None:
+        """`_persist`, timed, reporting the write to the hooks for each entry that carries a trace."""
+        traced = [
+            TracedEntry(tracing.split(entry.data)[1] or b"", entry.index, entry.term)
+            for entry in ready.entries
+            if entry.type is EntryType.NORMAL and tracing.is_traced(entry.data)
+        ]
+        start = time.time_ns()
+        await loop.run_in_executor(self._disk, self._persist, ready)
+        if traced:
+            synced = ready.must_sync or ready.snapshot is not None
+            hooks.persisted(traced, start, time.time_ns(), len(ready.entries), synced)
 
     def _persist(self, ready: Ready) -> None:
         """On the disk thread: the snapshot, the entries and the hard state, durable before any send."""
@@ -590,10 +622,10 @@ class RaftNode:
             self._node.report_snapshot(message.to, True)
         self._wakeup.set()
 
-    def _apply(self, ready: Ready) -> None:
+    def _apply(self, entries: tuple[Entry, ...]) -> None:
         assert self._node is not None
         apply = self._state_machine.apply
-        for entry in ready.committed_entries:
+        for entry in entries:
             if entry.type is EntryType.CONF_CHANGE:
                 self._apply_conf_change(ConfChange.decode(entry.data))
                 apply(entry.index, b"")
@@ -601,9 +633,16 @@ class RaftNode:
             if not entry.data:
                 apply(entry.index, b"")  # a new leader's no-op
                 continue
-            request_id, data = entry.data[:_REQUEST_ID_BYTES], entry.data[_REQUEST_ID_BYTES:]
+            raw = entry.data
+            hooks = None
+            if tracing.is_traced(raw):  # carries a trace context: strip it, whether this member traces or not
+                request_id, context, data = tracing.split(raw)
+                hooks = self._hooks
+            else:
+                request_id, data = raw[:_REQUEST_ID_BYTES], raw[_REQUEST_ID_BYTES:]
             waiter = self._waiters.pop(request_id, None)
             started = time.perf_counter()
+            start_ns = time.time_ns() if hooks is not None else 0
             try:
                 result = apply(entry.index, data, waiter[1] if waiter else None)
             except Exception as exc:  # noqa: BLE001 - a bug in apply must not take the member down
@@ -613,8 +652,12 @@ class RaftNode:
                 continue
             if time.perf_counter() - started > SLOW_APPLY_SECONDS:
                 self.stats.slow_applies += 1
+            if hooks is not None:
+                hooks.applied(TracedEntry(context or b"", entry.index, entry.term), start_ns, time.time_ns(), result)
             if waiter and not waiter[0].done():
                 waiter[0].set_result(result)
+
+    def _serve_reads(self, ready: Ready) -> None:
         self._reads.answer(ready.read_states)
         self._applied_waiters.wake(self._state_machine.applied_index)
 
@@ -692,6 +735,19 @@ class RaftNode:
         chunks = [(raft_snapshots.header_chunk_name(source.index), lambda: header), *source.chunks()]
         self._snapshots.save_chunks(source.index, term, chunks)
         self.stats.snapshot_save.observe(time.perf_counter() - started)
+
+
+def _split_durable(ready: Ready) -> tuple[tuple[Entry, ...], tuple[Entry, ...]]:
+    """The Ready's committed entries this member already holds on disk, and those it may apply only
+    once this Ready is written (the ones it appends now, or all of them when it installs a snapshot)."""
+    committed = ready.committed_entries
+    if ready.snapshot is not None:
+        return (), committed
+    if not ready.entries or not committed or committed[-1].index < ready.entries[0].index:
+        return committed, ()
+    first_new = ready.entries[0].index
+    cut = next(i for i, entry in enumerate(committed) if entry.index >= first_new)
+    return committed[:cut], committed[cut:]
 
 
 def _to_wal(entry: Entry) -> wal_records.Entry:

@@ -31,6 +31,7 @@ from .log import (
 from .membership import Member
 from .snapfile import SnapshotFiles
 from .stats import LogStats
+from .trace_hooks import TracedEntry, TraceHooks
 from .wal import WAL, Entry, HardState, WalCorruptError
 
 logger = logging.getLogger(__name__)
@@ -50,7 +51,12 @@ class SingleNodeLog:
         *,
         member: Member | None = None,
         cluster_id: int = 0,
+        trace_hooks: TraceHooks | None = None,
     ) -> None:
+        # None: tracing is off and the log does no tracing work. With one member nothing is forwarded, so
+        # a proposal's trace context stays beside it in memory and never enters the WAL.
+        self._hooks = trace_hooks
+        self._contexts: dict[asyncio.Future[object], bytes] = {}
         self._wal_dir = data_dir / "member" / "wal"
         self._snap_dir = data_dir / "member" / "snap"
         self._state_machine = state_machine
@@ -119,6 +125,7 @@ class SingleNodeLog:
             if not future.done():
                 future.set_exception(LogClosed("the log is closed"))
         self._pending.clear()
+        self._contexts.clear()
         loop = asyncio.get_running_loop()
         if self._wal is not None:
             await loop.run_in_executor(self._disk, self._wal.close)
@@ -133,6 +140,8 @@ class SingleNodeLog:
         if self._closed:
             raise LogClosed("the log is closed")
         future: asyncio.Future[object] = asyncio.get_running_loop().create_future()
+        if self._hooks is not None and (context := self._hooks.current_context()) is not None:
+            self._contexts[future] = context
         self._pending.append((data, decoded, future))
         self._wakeup.set()
         return await future
@@ -212,6 +221,8 @@ class SingleNodeLog:
                 batch, self._pending = self._pending, []
                 first = self._last_index + 1
                 entries = [Entry(first + i, self._term, data) for i, (data, _, _) in enumerate(batch)]
+                traced = self._traced(entries, batch) if self._contexts else None
+                start_ns = time.time_ns() if traced else 0
                 try:
                     await loop.run_in_executor(self._disk, self._persist, entries)
                 except Exception as exc:  # noqa: BLE001 - any storage failure stops writes for good
@@ -219,7 +230,13 @@ class SingleNodeLog:
                     self._fail(exc, batch)
                     return
                 self._last_index = entries[-1].index
-                self._apply(entries, batch)
+                if traced and self._hooks is not None:
+                    written = [t for t, _ in traced.values()]
+                    self._hooks.persisted(written, start_ns, time.time_ns(), len(batch), True)
+                if traced:
+                    self._apply_traced(entries, batch, traced)
+                else:
+                    self._apply(entries, batch)
                 due = self._state_machine.applied_index - self._last_snapshot_index() >= self._snapshot_count
                 if due and self._snapshotting is None:
                     self._snapshotting = asyncio.create_task(self._snapshot(), name="corral-snapshot")
@@ -228,6 +245,31 @@ class SingleNodeLog:
         assert self._wal is not None
         self._wal.append_entries(entries)
         self._wal.sync()
+
+    def _traced(self, entries: list[Entry], batch: list[_Proposal]) -> dict[int, tuple[TracedEntry, _Proposal]]:
+        """The batch's proposals that carry a trace context, by position in the batch."""
+        traced: dict[int, tuple[TracedEntry, _Proposal]] = {}
+        for i, (entry, proposal) in enumerate(zip(entries, batch, strict=True)):
+            context = self._contexts.pop(proposal[2], None)
+            if context is not None:
+                traced[i] = (TracedEntry(context, entry.index, entry.term), proposal)
+        return traced
+
+    def _apply_traced(
+        self, entries: list[Entry], batch: list[_Proposal], traced: dict[int, tuple[TracedEntry, _Proposal]]
+    ) -> None:
+        """`_apply`, one entry at a time, reporting each traced entry's apply to the hooks."""
+        assert self._hooks is not None
+        for i, (entry, proposal) in enumerate(zip(entries, batch, strict=True)):
+            item = traced.get(i)
+            if item is None:
+                self._apply([entry], [proposal])
+                continue
+            future = proposal[2]
+            start_ns = time.time_ns()
+            self._apply([entry], [proposal])
+            if future.done() and not future.cancelled() and future.exception() is None:
+                self._hooks.applied(item[0], start_ns, time.time_ns(), future.result())
 
     def _apply(self, entries: list[Entry], batch: list[_Proposal]) -> None:
         apply = self._state_machine.apply
@@ -245,6 +287,7 @@ class SingleNodeLog:
     def _fail(self, exc: BaseException, batch: list[_Proposal]) -> None:
         self._failure = exc
         self.stats.proposals_failed += len(batch) + len(self._pending)
+        self._contexts.clear()
         for _, _, future in [*batch, *self._pending]:
             if not future.done():
                 future.set_exception(LogFailed(f"storage failed: {exc}"))
