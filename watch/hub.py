@@ -58,6 +58,9 @@ class Watcher:
         self.closed = False
         self._wakeup = asyncio.Event()
         self._wakeup.set()
+        # The first revision that concerned this watcher since it last read. Every revision before it
+        # held nothing for a live watcher, so it may skip them, even once they are compacted.
+        self._first_match = 0
 
     def matches(self, key: bytes) -> bool:
         spec = self.spec
@@ -82,8 +85,17 @@ class Watcher:
         """Caught up, waiting for the next matching revision (what etcd calls a synced watcher)."""
         return not self.catching_up and not self._wakeup.is_set()
 
-    def wake(self) -> None:
+    def wake(self, revision: int = 0) -> None:
+        """A revision touching this watcher's range was committed (0: re-read from the store)."""
+        if revision and not self._first_match:
+            self._first_match = revision
         self._wakeup.set()
+
+    def passed_over(self, revision: int) -> None:
+        """Every revision up to `revision` was committed without concerning this watcher, if it is live
+        and waiting with nothing to read: it need not read them (they may be compacted later)."""
+        if not self.catching_up and not self._first_match and not self._wakeup.is_set():
+            self.next_revision = max(self.next_revision, revision + 1)
 
     def close(self) -> None:
         self.closed = True
@@ -94,6 +106,9 @@ class Watcher:
         """The next batch from the store's history, or None when there is nothing new yet."""
         store = self._hub.store
         current = store.revision
+        if not self.catching_up and self._first_match > self.next_revision:
+            self.next_revision = self._first_match
+        self._first_match = 0
         while self.next_revision <= current:
             if self.next_revision < store.compact_revision:
                 self.close()
@@ -136,6 +151,8 @@ class WatchHub:
 
     def attach(self, store: MVCCStore) -> None:
         """Follow a new store (a snapshot replaced the state): every watcher re-reads from it."""
+        for watcher in self.watchers():
+            watcher.passed_over(self.store.revision)
         self.store = store
         store.observers.append(self._on_commit)
         for watcher in self.watchers():
@@ -169,7 +186,7 @@ class WatchHub:
         if self._by_key:
             for event in events:
                 for watcher in self._by_key.get(event.kv.key, ()):
-                    watcher.wake()
+                    watcher.wake(revision)
         for watcher in self._ranges:
             if any(watcher.matches(event.kv.key) for event in events):
-                watcher.wake()
+                watcher.wake(revision)

@@ -53,9 +53,7 @@ def corral(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
 
 @pytest.fixture
 def fresh_pair(etcd: ServerProcess, corral: ServerProcess) -> tuple[ServerProcess, ServerProcess]:
-    """(etcd, corral), both with empty stores."""
-    for server in (etcd, corral):
-        if id(server) in _used:
-            restart_empty(server)
-        _used.add(id(server))
+    """(etcd, corral), both with empty stores (restarted side by side when an earlier test used them)."""
+    restart_empty(*(server for server in (etcd, corral) if id(server) in _used))
+    _used.update((id(etcd), id(corral)))
     return etcd, corral

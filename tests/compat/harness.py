@@ -26,11 +26,16 @@ COMPARED_HEADERS = (
 WRITE_PATHS = frozenset({PUT, DELETE, TXN, COMPACTION})
 
 
-def restart_empty(server: ServerProcess) -> None:
-    """Kill the server, delete its data directory and start it again: an empty store at revision 1."""
-    server.kill()
-    shutil.rmtree(server.data_dir, ignore_errors=True)
-    server.start()
+def restart_empty(*servers: ServerProcess, timeout: float = 20.0) -> None:
+    """Kill the servers, delete their data directories and start them again, side by side: empty stores at
+    revision 1."""
+    for server in servers:
+        server.kill()
+        shutil.rmtree(server.data_dir, ignore_errors=True)
+    for server in servers:
+        server.spawn()
+    for server in servers:
+        server.wait_healthy(timeout)
 
 
 def remove(server: ServerProcess) -> None:
