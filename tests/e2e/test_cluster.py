@@ -5,11 +5,9 @@ from __future__ import annotations
 import base64
 import signal
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import pytest
 
 from tests.support.servers import ServerProcess, corral_cluster
 
@@ -51,20 +49,6 @@ def value_at(member: ServerProcess, key: str) -> str | None:
     assert response.status_code == 200, response.text
     kvs = response.json().get("kvs")
     return base64.b64decode(kvs[0]["value"]).decode() if kvs else None
-
-
-@pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[list[ServerProcess]]:
-    members = corral_cluster(tmp_path, 3)
-    for member in members:
-        member.spawn()
-    try:
-        for member in members:
-            member.wait_healthy(20.0)
-        yield members
-    finally:
-        for member in members:
-            member.kill()
 
 
 def test_writes_replicate_and_reads_are_linearizable_on_every_member(cluster: list[ServerProcess]) -> None:

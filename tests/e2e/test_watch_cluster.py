@@ -8,16 +8,13 @@ import base64
 import signal
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
 from tests.e2e.test_cluster import b64, wait_for_leader
-from tests.support.servers import ServerProcess, corral_cluster
+from tests.support.servers import ServerProcess
 from tests.support.streams import Stream
 
 Json = Any
@@ -87,20 +84,6 @@ class Writer:
                 else:
                     time.sleep(0.05)
                 time.sleep(0.005)
-
-
-@pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[list[ServerProcess]]:
-    members = corral_cluster(tmp_path, 3)
-    for member in members:
-        member.spawn()
-    try:
-        for member in members:
-            member.wait_healthy(30.0)
-        yield members
-    finally:
-        for member in members:
-            member.kill()
 
 
 def test_a_follower_watch_gets_leader_writes_and_a_resumed_watch_has_no_gap(cluster: list[ServerProcess]) -> None:
