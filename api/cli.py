@@ -20,7 +20,7 @@ import uvicorn
 import uvloop
 from corral import __version__
 
-from . import runtime
+from . import logs, runtime
 from .app import create_app
 from .server import (
     DEFAULT_MAX_REQUEST_BYTES,
@@ -73,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     _flag(parser, "experimental-snapshot-catchup-entries", SNAPSHOT_CATCH_UP_ENTRIES,
           "entries kept after a snapshot for slow followers to catch up from", int)  # fmt: skip
     _flag(parser, "log-level", "info", "debug, info, warn or error")
+    _flag(parser, "log-format", "text", "text or json: one line per event, with member, term and trace id")
     parser.add_argument("--experimental-fault-injection", "-experimental-fault-injection", action="store_true",
                         help="serve /corral/faults/* (tests only: lets a client cut this member off)")  # fmt: skip
     return parser
@@ -131,16 +132,20 @@ def _bind(url: str) -> socket.socket:
     return sock
 
 
-async def serve(config: ServerConfig, log_level: str = "info") -> None:
+async def serve(config: ServerConfig, log_level: str = "info", fields: logs.MemberFields | None = None) -> None:
     sockets = [_bind(url) for url in config.listen_client_urls]
     server = CorralServer(config)
+    if fields is not None:
+        fields.term = lambda: server.log.term
+        if server.tracing is not None:
+            fields.trace_id = server.tracing.current_trace_id
     await server.start()
     runtime.tune()
     logger.info("member %x (%s) serving clients on %s", server.member_id, config.name,
                 ", ".join(config.listen_client_urls))
     uv_config = uvicorn.Config(
         create_app(server), http="httptools", lifespan="off", access_log=False, proxy_headers=False,
-        log_level=log_level.replace("warn", "warning"), timeout_graceful_shutdown=5,
+        log_level=log_level.replace("warn", "warning"), timeout_graceful_shutdown=5, log_config=None,
     )  # fmt: skip
     try:
         await uvicorn.Server(uv_config).serve(sockets=sockets)
@@ -153,9 +158,8 @@ def main(argv: list[str] | None = None) -> None:
     if argv[:1] == ["serve"]:
         argv = argv[1:]
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level={"warn": "WARNING"}.get(args.log_level, args.log_level.upper()),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    if args.log_format not in ("text", "json"):
+        raise SystemExit(f"corral: --log-format must be text or json, not {args.log_format!r}")
+    fields = logs.configure(args.log_format, args.log_level, args.name)
     config = config_from_args(args)
-    uvloop.run(serve(config, args.log_level))
+    uvloop.run(serve(config, args.log_level, fields))

@@ -103,6 +103,11 @@ class Tracing:
                     resource.attributes.get(SERVICE_NAME))  # fmt: skip
         return cls(provider, member_id, log)
 
+    def current_trace_id(self) -> str:
+        """The trace id of the span in progress (for log lines), or "" outside one."""
+        span_context = trace.get_current_span().get_span_context()
+        return format(span_context.trace_id, "032x") if span_context.is_valid else ""
+
     def shutdown(self) -> None:
         """Flush what is queued and stop the exporter; gives up after SHUTDOWN_SECONDS (collector down)."""
         worker = threading.Thread(target=self._provider.shutdown, name="corral-trace-shutdown", daemon=True)
