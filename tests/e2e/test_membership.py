@@ -128,7 +128,7 @@ def test_a_learner_joins_is_promoted_and_replaces_the_leader_under_load(tmp_path
     """Add a fourth member as a learner while clients write, let it catch up (through a snapshot: the
     log it needs is compacted), promote it, remove the old leader; no acknowledged write is lost."""
     members = corral_cluster(
-        tmp_path, 3, extra=["--snapshot-count", "200", "--experimental-snapshot-catchup-entries", "20"]
+        tmp_path, 3, extra=["--snapshot-count", "1000", "--experimental-snapshot-catchup-entries", "200"]
     )
     joiner: ServerProcess | None = None
     stop = threading.Event()
@@ -138,7 +138,7 @@ def test_a_learner_joins_is_promoted_and_replaces_the_leader_under_load(tmp_path
         leader = wait_for_leader(members)
         followers = [m for m in members if m is not leader]
         with httpx.Client(timeout=5.0) as client:
-            for i in range(400):  # enough for snapshots and a compacted log before the joiner arrives
+            for i in range(1200):  # past a snapshot, so the log a joiner needs is compacted
                 response = (
                     client.post(follower.url + "/v3/kv/put", json={"key": b64(f"pre/{i}"), "value": b64("v")})
                     if (follower := followers[i % 2])
@@ -162,28 +162,35 @@ def test_a_learner_joins_is_promoted_and_replaces_the_leader_under_load(tmp_path
 
         with concurrent.futures.ThreadPoolExecutor(3) as pool:
             writers = [pool.submit(writer, w) for w in range(3)]
-            joiner = joining_member(leader, "n4")
-            added = post(followers[0], "/v3/cluster/member/add", {"peerURLs": [peer_url(joiner)], "isLearner": True})
-            assert added.status_code == 200, added.text
-            new_id = added.json()["member"]["ID"]
-            joiner.start(30.0)
+            try:
+                joiner = joining_member(leader, "n4")
+                announce = {"peerURLs": [peer_url(joiner)], "isLearner": True}
+                added = post(followers[0], "/v3/cluster/member/add", announce)
+                assert added.status_code == 200, added.text
+                new_id = added.json()["member"]["ID"]
+                joiner.start(30.0)
 
-            def promoted() -> bool:
-                response = post(followers[1], "/v3/cluster/member/promote", {"ID": new_id})
-                assert response.status_code in (200, 400), response.text
-                return response.status_code == 200
+                def promoted() -> bool:
+                    response = post(followers[1], "/v3/cluster/member/promote", {"ID": new_id})
+                    assert response.status_code in (200, 400), response.text
+                    return response.status_code == 200
 
-            assert post(joiner, "/v3/maintenance/status", {}).json().get("isLearner") is True
-            wait_until(promoted, 30.0, "the learner caught up and was promoted")
-            assert "isLearner" not in post(joiner, "/v3/maintenance/status", {}).json()
-            removed = post(followers[0], "/v3/cluster/member/remove", {"ID": member_id(leader)})
-            assert removed.status_code == 200, removed.text
-            remaining = [*followers, joiner]
-            new_leader = wait_for_leader(remaining)
-            time.sleep(1.0)  # writes go on under the new configuration
-            stop.set()
-            for future in writers:
-                future.result(timeout=60)
+                wait_until(  # once it has the snapshot, it knows it is a learner
+                    lambda: post(joiner, "/v3/maintenance/status", {}).json().get("isLearner") is True,
+                    30.0, "the joiner learned the membership",
+                )  # fmt: skip
+                wait_until(promoted, 30.0, "the learner caught up and was promoted")
+                assert "isLearner" not in post(joiner, "/v3/maintenance/status", {}).json()
+                removed = post(followers[0], "/v3/cluster/member/remove", {"ID": member_id(leader)})
+                assert removed.status_code == 200, removed.text
+                remaining = [*followers, joiner]
+                new_leader = wait_for_leader(remaining)
+                time.sleep(1.0)  # writes go on under the new configuration
+                stop.set()
+                for future in writers:
+                    future.result(timeout=60)
+            finally:
+                stop.set()  # on failure too: the pool waits for its writers
         leader.kill()  # the removed member no longer counts: the other three are the cluster
         assert post(new_leader, "/v3/kv/put", {"key": b64("after"), "value": b64("x")}).status_code == 200
         listed = members_of(joiner)
