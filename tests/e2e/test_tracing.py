@@ -184,21 +184,25 @@ def _one(spans: list[ReceivedSpan], name: str, member: str, parent: str | None =
     return found[0]
 
 
+def _traced_post(
+    member: ServerProcess, path: str, body: dict[str, object], tracestate: str | None = None
+) -> tuple[httpx.Response, str, str]:
+    """POST as a caller in a trace of its own: (the answer, the trace id, the caller's span id)."""
+    trace_id, caller_span = secrets.token_hex(16), secrets.token_hex(8)
+    headers = {"traceparent": f"00-{trace_id}-{caller_span}-01", **({"tracestate": tracestate} if tracestate else {})}
+    response = httpx.post(member.url + path, json=body, headers=headers, timeout=10.0)
+    assert response.status_code == 200, response.text
+    return response, trace_id, caller_span
+
+
 def test_a_put_through_a_follower_is_one_trace_across_follower_and_leader(
     traced_cluster: list[ServerProcess], receiver: OTLPReceiver
 ) -> None:
     leader, leader_id = cluster_leader(traced_cluster)
     follower = next(m for m in traced_cluster if m is not leader)
     follower_id = _member_id(follower)
-    trace_id, caller_span = secrets.token_hex(16), secrets.token_hex(8)
-
-    response = httpx.post(
-        follower.url + "/v3/kv/put",
-        json={"key": base64.b64encode(b"traced").decode(), "value": base64.b64encode(b"v").decode()},
-        headers={"traceparent": f"00-{trace_id}-{caller_span}-01", "tracestate": "corral=test"},
-        timeout=10.0,
-    )
-    assert response.status_code == 200, response.text
+    put = {"key": base64.b64encode(b"traced").decode(), "value": base64.b64encode(b"v").decode()}
+    response, trace_id, caller_span = _traced_post(follower, "/v3/kv/put", put, tracestate="corral=test")
     revision = int(response.json()["header"]["revision"])
 
     def complete(spans: list[ReceivedSpan]) -> bool:
@@ -249,14 +253,8 @@ def test_a_linearizable_read_records_its_read_index(
     leader, _ = cluster_leader(traced_cluster)
     follower = next(m for m in traced_cluster if m is not leader)
     follower_id = _member_id(follower)
-    trace_id, caller_span = secrets.token_hex(16), secrets.token_hex(8)
-    response = httpx.post(
-        follower.url + "/v3/kv/range",
-        json={"key": base64.b64encode(b"absent").decode()},
-        headers={"traceparent": f"00-{trace_id}-{caller_span}-01"},
-        timeout=10.0,
-    )
-    assert response.status_code == 200, response.text
+    absent = {"key": base64.b64encode(b"absent").decode()}
+    response, trace_id, caller_span = _traced_post(follower, "/v3/kv/range", absent)
 
     def complete(spans: list[ReceivedSpan]) -> bool:
         return {"POST /v3/kv/range", "corral.read_index"} <= {s.name for s in spans}
@@ -273,16 +271,10 @@ def test_a_single_member_traces_its_wal_write_and_apply(tmp_path: Path, receiver
         "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": receiver.endpoint + "/v1/traces",
         "OTEL_BSP_SCHEDULE_DELAY": "50",
     }
-    trace_id, caller_span = secrets.token_hex(16), secrets.token_hex(8)
     with running(server):
         member = _member_id(server)
-        response = httpx.post(
-            server.url + "/v3/kv/txn",
-            json={"success": [{"request_put": {"key": "YQ==", "value": "Yg=="}}]},
-            headers={"traceparent": f"00-{trace_id}-{caller_span}-01"},
-            timeout=10.0,
-        )
-        assert response.status_code == 200, response.text
+        txn = {"success": [{"request_put": {"key": "YQ==", "value": "Yg=="}}]}
+        response, trace_id, caller_span = _traced_post(server, "/v3/kv/txn", txn)
 
         def complete(spans: list[ReceivedSpan]) -> bool:
             return {"corral.wal.persist", "corral.apply"} <= {s.name for s in spans}
