@@ -7,6 +7,10 @@ streamed for as long as the client stays (after the request body ends too, as et
 Each watcher is pumped by its own task into one bounded queue that a single writer drains into the
 response; a slow client fills the queue, the pumps wait, and the watchers read from the store's
 history when they resume (see `corral.watch.hub`), so memory stays bounded and no event is lost.
+
+A watch created with `fragment` gets a message of events that would reach etcd's limit (max-request-bytes
++ 512 KiB, in protobuf) as several messages with the same header, each but the last marked `fragment`
+(`limits.fragment_ends`); other watches get whole messages, however large.
 """
 
 from __future__ import annotations
@@ -28,7 +32,8 @@ from starlette.types import Receive, Scope, Send
 from . import codec, streams
 from .errors import error_response
 from .gateway import CORS_HEADERS, send_json
-from .server import CorralServer
+from .limits import event_size, fragment_ends, watch_response_size
+from .server import GRPC_OVERHEAD_BYTES, CorralServer
 
 _CORS = {name.decode(): value.decode() for name, value in CORS_HEADERS}
 QUEUE_MESSAGES = 256  # responses waiting for the client, per stream
@@ -124,7 +129,9 @@ class WatchStream:
         watcher = self._hub.watch(spec)
         await self._emit({"header": self._header(), **_id_field(watch_id), "created": True})
         notify = codec.to_bool(fields.get("progress_notify"))
-        pump = asyncio.create_task(self._pump(watch_id, watcher))
+        fragment = codec.to_bool(fields.get("fragment"))
+        limit = self._server.config.max_request_bytes + GRPC_OVERHEAD_BYTES if fragment else 0
+        pump = asyncio.create_task(self._pump(watch_id, watcher, limit))
         self._watchers[watch_id] = (watcher, pump, notify)
 
     def _take_id(self) -> int:
@@ -149,12 +156,15 @@ class WatchStream:
 
     # -- the response side -------------------------------------------------------------------------
 
-    async def _pump(self, watch_id: int, watcher: Watcher) -> None:
+    async def _pump(self, watch_id: int, watcher: Watcher, fragment_limit: int) -> None:
+        """Send the watcher's batches; with a `fragment_limit` (bytes), a large one as etcd's fragments."""
         try:
             while True:
                 batch = await watcher.next()
                 self._quiet.discard(watch_id)
-                await self._emit(_batch_message(self._server, self._hub, watch_id, batch))
+                message = _batch_message(self._server, self._hub, watch_id, batch)
+                for part in _fragments(message, batch, watch_id, fragment_limit) if fragment_limit else [message]:
+                    await self._emit(part)
                 if batch.compact_revision:
                     self._watchers.pop(watch_id, None)
                     return
@@ -197,6 +207,26 @@ def _batch_message(server: CorralServer, hub: WatchHub, watch_id: int, batch: Wa
                 "compact_revision": str(batch.compact_revision)}  # fmt: skip
     events = [_event(event) for event in batch.events]
     return {"header": server.header(batch.revision), **_id_field(watch_id), "events": events}
+
+
+def _fragments(message: dict[str, Any], batch: WatchBatch, watch_id: int, limit: int) -> list[dict[str, Any]]:
+    """An events message as etcd sends it to a `fragment` watch: whole, or split into messages with the
+    same header, the events in order, `"fragment": true` on every one but the last."""
+    if len(batch.events) < 2:
+        return [message]
+    base = watch_response_size(message["header"], watch_id)
+    ends = fragment_ends(base, [event_size(event) for event in batch.events], limit)
+    if len(ends) == 1:
+        return [message]
+    events, start, parts = message["events"], 0, []
+    for end in ends:
+        part = {"header": message["header"], **_id_field(watch_id)}
+        if end < len(events):
+            part["fragment"] = True
+        part["events"] = events[start:end]
+        parts.append(part)
+        start = end
+    return parts
 
 
 def _unary_error(error: EtcdError) -> bytes:

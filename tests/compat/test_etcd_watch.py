@@ -33,6 +33,10 @@ its events their prev_kv, Corral's has not (see the xfail tests at the end).
 etcd 3.4's gateway may drop request objects past the first ~512 bytes of a watch body (see
 `tests.support.streams`), so every body here is at most `ETCD_SAFE_BODY` bytes; and no compaction happens
 while a stream is open (see `test_a_quiet_live_watcher_is_not_compacted`).
+
+The `fragment` tests at the end run on a pair of their own, started with a max-request-bytes that lets a
+txn of ten 60 KB values through: the same large messages split the same way (live, history, prev_kv), and
+the split falls on the same byte (values sized from each server's header to land exactly on the limit).
 """
 
 from __future__ import annotations
@@ -42,16 +46,19 @@ import os
 import random
 import time
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import pytest
+from corral.api.limits import event_size, watch_response_size
+from corral.store.types import Event, EventType, KeyValue
 
-from tests.compat.harness import describe, normalized, send
+from tests.compat.harness import describe, normalized, remove, send
 from tests.compat.normalize import normalize
-from tests.compat.opgen import COMPACTION, DELETE, PLAIN_KEYS, PUT, TXN, Op, OpGen, _txn_requests, enc, prefix_end
-from tests.support.servers import ServerProcess
+from tests.compat.opgen import COMPACTION, DELETE, PLAIN_KEYS, PUT, TXN, Op, OpGen, _txn_requests, dec, enc, prefix_end
+from tests.support.servers import ServerProcess, corral_process, etcd_binary, etcd_process
 from tests.support.streams import Stream, request_body
 
 pytestmark = pytest.mark.etcd
@@ -478,3 +485,152 @@ def test_no_delete_events_at_the_compaction_revision(fresh_pair: tuple[ServerPro
     assert got["etcd"] == [{"header": {"revision": "4"}, "created": True},
                            {"header": {"revision": "4"}, "events": [put_k, put_x]}]  # fmt: skip
     assert got["corral"] == got["etcd"]  # Corral also sends {"type": "DELETE", "kv": {"key": "d", "mod_revision": "3"}}
+
+
+# ---- fragment: large messages split as etcd splits them -------------------------------------------------
+
+FRAGMENT_MAX_REQUEST_BYTES = 600 * 1024  # a txn of ten 60 KB values fits
+FRAGMENT_LIMIT = FRAGMENT_MAX_REQUEST_BYTES + 512 * 1024  # where etcd splits a `fragment` watch's message
+BIG = 60_000
+
+
+@pytest.fixture(scope="module")
+def fragment_pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerProcess, ServerProcess]]:
+    """(etcd, corral), both empty and with `--max-request-bytes FRAGMENT_MAX_REQUEST_BYTES`."""
+    if etcd_binary() is None:
+        pytest.skip("no etcd binary on PATH")
+    base, extra = tmp_path_factory.mktemp("fragments"), ["--max-request-bytes", str(FRAGMENT_MAX_REQUEST_BYTES)]
+    pair = (etcd_process(base / "etcd", extra=extra), corral_process(base / "corral", extra=extra))
+    try:
+        for server in pair:
+            server.start()
+        yield pair
+    finally:
+        for server in pair:
+            remove(server)
+
+
+def _big_puts(prefix: bytes, fill: bytes) -> Op:
+    puts = [{"request_put": {"key": enc(prefix + b"%02d" % i), "value": enc(fill * BIG)}} for i in range(10)]
+    return Op(TXN, {"success": puts}, label="txn:ten 60 KB puts")
+
+
+def _wait_events(streams: tuple[Stream, ...], revision: int, n: int) -> None:
+    def arrived(results: list[Json]) -> bool:
+        return sum(_revision_of(e) == revision for m in results for e in m.get("events", ())) >= n
+
+    for stream in streams:
+        stream.wait_for(arrived, 10.0, f"{n} events of revision {revision}")
+
+
+def _per_watch(results: list[Json]) -> dict[str, list[Json]]:
+    """Each watch's messages, normalized, in order (the interleaving of watches is not compared)."""
+    out: dict[str, list[Json]] = defaultdict(list)
+    for message in map(_clean, results):
+        out[message.get("watch_id", "0")].append(message)
+    return dict(out)
+
+
+def _brief(streams: list[dict[str, list[Json]]]) -> str:
+    """Per stream and watch: each message's header revision, fragment flag and events (key, revision,
+    type, prev_kv's revision), without the values."""
+
+    def event(e: Json) -> Json:
+        return [dec(e["kv"]["key"]), _revision_of(e), e.get("type", ""), (e.get("prev_kv") or {}).get("mod_revision")]
+
+    def message(m: Json) -> Json:
+        return [m["header"].get("revision"), m.get("fragment", False), [event(e) for e in m.get("events", ())]]
+
+    return repr([{w: [message(m) for m in ms] for w, ms in stream.items()} for stream in streams])
+
+
+def _shapes(messages: list[Json]) -> list[tuple[int, bool]]:
+    return [(len(m["events"]), m.get("fragment", False)) for m in messages if "events" in m]
+
+
+def test_fragments_match_etcd(fragment_pair: tuple[ServerProcess, ServerProcess]) -> None:
+    etcd, corral = fragment_pair
+    writer = Writer(0, etcd, corral)
+    opened: list[Stream] = []
+    try:
+        writer.send(_big_puts(b"f/", b"a"))
+        first = writer.revision
+        live = Plan("live", [
+            prefix(b"f/", prev_kv=True, fragment=True),  # 0: the second txn (~1.2 MB with prev_kv) is split
+            prefix(b"f/", prev_kv=True),  # 1: never split
+            prefix(b"f/", fragment=True),  # 2: ~600 KB, whole
+            create(SENTINEL),  # 3
+        ], "3")  # fmt: skip
+        live_pair = open_pair(live, etcd, corral, opened)
+        time.sleep(SYNC_PAUSE)
+        writer.send(_big_puts(b"f/", b"b"))
+        _wait_events(live_pair, writer.revision, 30)  # in before the next write: no message joins two revisions
+        writer.send(Op(DELETE, {"key": enc(b"f/"), "range_end": enc(b"f0")}))
+        _wait_events(live_pair, writer.revision, 30)
+        history = Plan("history", [
+            prefix(b"f/", start_revision=first, fragment=True),  # 0: ~1.2 MB of history: 2 fragments
+            prefix(b"f/", start_revision=first, prev_kv=True, fragment=True),  # 1: ~2.4 MB: 3 fragments
+            prefix(b"f/", start_revision=first),  # 2: never split
+            create(SENTINEL),  # 3
+        ], "3")  # fmt: skip
+        history_pair = open_pair(history, etcd, corral, opened)
+        time.sleep(SYNC_PAUSE)  # etcd sends history within 100 ms, its header the store's revision then
+        value = b"end"
+        writer.put(SENTINEL, value)
+        for stream in (*live_pair, *history_pair):
+            stream.wait_for(_sentinel_seen("3", value), 10.0, "the sentinel")
+        ref = [_per_watch(pair[0].wait_quiet(QUIET, 10.0)) for pair in (live_pair, history_pair)]
+        got = [_per_watch(pair[1].wait_quiet(QUIET, 10.0)) for pair in (live_pair, history_pair)]
+        assert ref == got, f"fragments differ:\netcd   {_brief(ref)}\ncorral {_brief(got)}"
+        shapes = [{watch_id: _shapes(messages) for watch_id, messages in stream.items()} for stream in ref]
+        assert shapes == [
+            {"0": [(9, True), (1, False), (10, False)], "1": [(10, False)] * 2, "2": [(10, False)] * 2,
+             "3": [(1, False)]},
+            {"0": [(18, True), (12, False)], "1": [(14, True), (12, True), (4, False)], "2": [(30, False)],
+             "3": [(1, False)]},
+        ]  # fmt: skip
+    finally:
+        for stream in opened:
+            stream.close()
+        writer.close()
+
+
+def _split_of(server: ServerProcess, key_prefix: bytes, lengths: list[int], target: int, first_two: bool) -> Json:
+    """Put values of `lengths` (the second one adjusted so that the whole history message, or with
+    `first_two` its first two events as a fragment, is exactly `target` bytes as protobuf), then watch them
+    from the past with `fragment`: the (events, fragment) of each message."""
+    with httpx.Client(base_url=server.url, timeout=15.0) as client:
+        header = client.post("/v3/kv/range", json={"key": enc(b"x")}).json()["header"]
+        start = int(header["revision"]) + 1
+        keys = [key_prefix + b"%d" % i for i in range(len(lengths))]
+
+        def size() -> int:
+            events = [Event(EventType.PUT, KeyValue(k, start + i, start + i, 1, b"x" * n))
+                      for i, (k, n) in enumerate(zip(keys, lengths, strict=True))]  # fmt: skip
+            base = watch_response_size({**header, "revision": str(start + len(keys) - 1)}, 0)
+            sizes = [event_size(event) for event in events]
+            return base + 2 + sum(sizes[:2]) if first_two else base + sum(sizes)
+
+        lengths[1] += target - size()
+        assert size() == target
+        for key, length in zip(keys, lengths, strict=True):
+            assert client.post("/v3/kv/put", json={"key": enc(key), "value": enc(b"x" * length)}).status_code == 200
+    watch = create(key_prefix, prefix_end(key_prefix), start_revision=start, fragment=True)
+    with Stream.open(server.url, "/v3/watch", [watch]) as stream:
+        results = stream.wait_for(lambda rs: sum(len(m.get("events", ())) for m in rs) >= len(lengths), 10.0)
+    return _shapes(results)
+
+
+def test_fragments_split_at_the_same_byte_as_etcd(fragment_pair: tuple[ServerProcess, ServerProcess]) -> None:
+    """At exactly the limit a message is split, one byte below it is not; and a fragment takes an event
+    only while it stays below the limit. Values are sized from each server's own header."""
+    half = FRAGMENT_LIMIT // 2 - 100
+    for server in fragment_pair:
+        splits = [
+            _split_of(server, b"w1/", [half, half], FRAGMENT_LIMIT - 1, first_two=False),
+            _split_of(server, b"w2/", [half, half], FRAGMENT_LIMIT, first_two=False),
+            _split_of(server, b"w3/", [half, half, 1000], FRAGMENT_LIMIT - 1, first_two=True),
+            _split_of(server, b"w4/", [half, half, 1000], FRAGMENT_LIMIT, first_two=True),
+        ]
+        whole, split = [[(2, False)], [(1, True), (1, False)]], [[(2, True), (1, False)], [(1, True), (2, False)]]
+        assert splits == whole + split, server.kind

@@ -1,7 +1,9 @@
-"""Leases in a three-member cluster: expiry is the leader's alone, and a failover expires nothing."""
+"""Leases in a three-member cluster: expiry is the leader's alone, a failover expires nothing, and an
+abandoned lease's keys vanish in one revision that the watchers on every member see as one message."""
 
 from __future__ import annotations
 
+import base64
 import random
 import threading
 import time
@@ -12,9 +14,11 @@ import orjson
 
 from tests.e2e.test_cluster import b64, post, value_at, wait_for_leader
 from tests.support.servers import ServerProcess, corral_cluster
+from tests.support.streams import Stream
 
 TTL = 4
 LEASES = 100
+GONE = [f"gone/{name}" for name in "abcdef"]  # the abandoned lease's keys
 
 
 def alive(members: list[ServerProcess]) -> list[ServerProcess]:
@@ -29,10 +33,31 @@ def time_to_live(member: ServerProcess, lease: int) -> int:
     return int(post(member, "/v3/lease/timetolive", {"ID": str(lease)}).json()["TTL"])
 
 
+def watch_gone(member: ServerProcess, start_revision: int) -> tuple[Stream, int]:
+    """A watch on gone/ from `start_revision`, and the member's revision when it was created."""
+    request = {"key": b64("gone/"), "range_end": b64("gone0"), "start_revision": str(start_revision)}
+    stream = Stream.open(member.url, "/v3/watch", [{"create_request": request}])
+    (created,) = stream.wait_for(lambda results: len(results) >= 1, 10.0, f"created on {member.url}")
+    assert created.get("created"), created
+    return stream, int(created["header"]["revision"])
+
+
+def check_one_delete_message(stream: Stream, revision: int, where: str) -> None:
+    """The watch got exactly one message: every key of GONE deleted, all at `revision`."""
+    stream.wait_for(lambda results: len(results) >= 2, 5.0, f"the expiry on {where}")
+    messages = stream.wait_quiet(0.3, 5.0)[1:]
+    assert len(messages) == 1, f"{where}: {len(messages)} messages: {messages}"
+    events = messages[0].get("events", [])
+    assert sorted(base64.b64decode(e["kv"]["key"]).decode() for e in events) == GONE, f"{where}: {events}"
+    assert {e.get("type") for e in events} == {"DELETE"}, f"{where}: {events}"
+    assert {int(e["kv"]["mod_revision"]) for e in events} == {revision}, f"{where}: {events}"
+
+
 def test_killing_the_leader_expires_no_kept_lease_and_an_abandoned_one_expires_on_time(tmp_path: Path) -> None:
     members = corral_cluster(tmp_path, 3)
     stop = threading.Event()
     failures: list[str] = []
+    streams: list[Stream] = []
     try:
         for member in members:
             member.spawn()
@@ -76,16 +101,22 @@ def test_killing_the_leader_expires_no_kept_lease_and_an_abandoned_one_expires_o
         survivors = alive(members)
         new_leader = wait_for_leader(survivors)
         abandoned = int(post(new_leader, "/v3/lease/grant", {"TTL": TTL}).json()["ID"])
-        for key in ("gone/a", "gone/b"):
-            assert put_leased(new_leader, key, abandoned) == 200
         granted_at = time.monotonic()
+        for key in GONE:
+            assert put_leased(new_leader, key, abandoned) == 200
         before = int(post(new_leader, "/v3/kv/range", {"key": b64("gone/a")}).json()["header"]["revision"])
+        for member in survivors:  # the new leader and the remaining follower, watching from the next revision
+            stream, created_at = watch_gone(member, before + 1)
+            streams.append(stream)
+            assert created_at <= before, f"{member.url} applied the expiry before its watch was created"
         while value_at(new_leader, "gone/a") is not None:
             assert time.monotonic() - granted_at < TTL + 1.0 + 2.0, "the abandoned lease did not expire in time"
             time.sleep(0.1)
-        assert value_at(new_leader, "gone/b") is None
+        assert all(value_at(new_leader, key) is None for key in GONE)
         after = int(post(new_leader, "/v3/kv/range", {"key": b64("gone/a")}).json()["header"]["revision"])
-        assert after == before + 1  # both keys in one revision
+        assert after == before + 1  # every key in one revision
+        for member, stream in zip(survivors, streams, strict=True):
+            check_one_delete_message(stream, after, "the leader" if member is new_leader else "the follower")
         time.sleep(TTL)  # long past every TTL the failover could have cut short
         for i, lease in enumerate(leases):  # checked while the leases are still kept alive
             assert time_to_live(survivors[i % 2], lease) > 0, f"lease {i} expired"
@@ -96,5 +127,7 @@ def test_killing_the_leader_expires_no_kept_lease_and_an_abandoned_one_expires_o
         assert not failures, failures
     finally:
         stop.set()
+        for stream in streams:
+            stream.close()
         for member in members:
             member.kill()
