@@ -13,6 +13,7 @@ import httpx
 from corral.client import _tracing, _wire
 from corral.client._endpoints import Attempts, Endpoints, RetryPolicy
 from corral.client._errors import CorralError, LeaseLostError, ServerError, TransportError
+from corral.client._fastpath import NotSent, UnaryPool
 from corral.client._lease_state import KeepAliveState
 from corral.client._models import (
     DeleteResult,
@@ -60,6 +61,7 @@ class AsyncClient:
         self.timeout = timeout
         limits = httpx.Limits(max_connections=256, max_keepalive_connections=64)
         self._http = httpx.AsyncClient(timeout=timeout, limits=limits, transport=transport)
+        self._pool = UnaryPool(timeout) if transport is None else None  # see _fastpath: httpx costs ~100 µs a call
 
     # -- plumbing ---------------------------------------------------------------------------------------
 
@@ -79,12 +81,23 @@ class AsyncClient:
 
     async def _exchange(self, call: _wire.Call[T], url: str, content: bytes) -> T:
         if not _tracing.enabled():
-            response = await self._http.post(url + call.path, content=content, headers=_HEADERS)
-            return _wire.result(call, response.status_code, response.content)
-        headers = dict(_HEADERS)
+            return _wire.result(call, *await self._post(url, call.path, content, None))
+        headers: dict[str, str] = {}
         with _tracing.client_span(call.path, url, headers):
-            response = await self._http.post(url + call.path, content=content, headers=headers)
-            return _wire.result(call, response.status_code, response.content)
+            return _wire.result(call, *await self._post(url, call.path, content, headers))
+
+    async def _post(self, url: str, path: str, content: bytes, headers: dict[str, str] | None) -> tuple[int, bytes]:
+        if self._pool is None:
+            response = await self._http.post(url + path, content=content, headers={**_HEADERS, **(headers or {})})
+            return response.status_code, response.content
+        try:
+            return await self._pool.post(url, path, content, headers)
+        except NotSent as exc:  # the rest of the client speaks httpx's exceptions
+            raise httpx.ConnectError(str(exc)) from exc
+        except TimeoutError as exc:
+            raise httpx.ReadTimeout(str(exc)) from exc
+        except OSError as exc:
+            raise httpx.ReadError(str(exc) or type(exc).__name__) from exc
 
     async def open_stream(self, path: str, content: bytes, timeout: httpx.Timeout | None = None) -> httpx.Response:
         url = self.endpoints.current
@@ -101,6 +114,8 @@ class AsyncClient:
         return response
 
     async def aclose(self) -> None:
+        if self._pool is not None:
+            self._pool.close()
         await self._http.aclose()
 
     async def __aenter__(self) -> AsyncClient:

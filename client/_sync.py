@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -332,6 +334,7 @@ class Watch:
         self._response: httpx.Response | None = None
         self._lines: Iterator[str] | None = None
         self._canceled = False
+        self._reader: threading.Thread | None = None
         self._connect()
 
     @property
@@ -348,6 +351,7 @@ class Watch:
         while not self._canceled:
             try:
                 assert self._lines is not None
+                self._reader = threading.current_thread()
                 for line in self._lines:
                     if line:
                         response = self._cursor.feed(line.encode())
@@ -355,15 +359,26 @@ class Watch:
                             yield response
             except (httpx.TransportError, httpx.StreamError):
                 pass
+            finally:
+                self._reader = None
             if self._canceled:
+                self._close_response()
                 return
             self._close_response()
             self._client.endpoints.failed(self._client.endpoints.current)
             self._connect()
 
     def cancel(self) -> None:
+        """End the watch; a thread blocked reading it wakes up and its iteration stops."""
         self._canceled = True
-        self._close_response()
+        response = self._response
+        stream = response.extensions.get("network_stream") if response is not None else None
+        sock = stream.get_extra_info("socket") if stream is not None else None
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)  # a blocked recv() returns; close() alone would not wake it
+        if self._reader is not threading.current_thread():
+            self._close_response()  # else the reading thread closes it as its iteration stops
 
     def __enter__(self) -> Watch:
         return self

@@ -41,7 +41,6 @@ class WatchCursor:
                 request[flag] = True
         if options.get("filters"):
             request["filters"] = list(options["filters"])
-        request["fragment"] = True  # joined again below: a huge revision never hits a size limit
         self._request = request
         self.next_revision = options.get("start_revision", 0)
         self.created = False

@@ -314,3 +314,50 @@ def test_with_tracing_off_opentelemetry_is_not_even_imported(tmp_path: Path) -> 
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+_CLIENT_SCRIPT = """
+import sys
+from opentelemetry import trace
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from corral.client import Client
+
+provider = TracerProvider(resource=Resource.create({"service.name": "corral-client-test"}))
+provider.add_span_processor(SimpleSpanProcessor(OTLPSpanExporter()))
+trace.set_tracer_provider(provider)
+with trace.get_tracer("test").start_as_current_span("app") as app:
+    Client(sys.argv[1]).put("traced-by-client", "v")
+print(format(app.get_span_context().trace_id, "032x"))
+provider.shutdown()
+"""
+
+
+def test_a_client_call_is_the_root_of_the_trace_across_follower_and_leader(
+    traced_cluster: list[ServerProcess], receiver: OTLPReceiver
+) -> None:
+    leader, leader_id = cluster_leader(traced_cluster)
+    follower = next(m for m in traced_cluster if m is not leader)
+    follower_id = _member_id(follower)
+    env = {**os.environ, "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint}
+    done = subprocess.run(
+        [sys.executable, "-c", _CLIENT_SCRIPT, follower.url], env=env, capture_output=True, timeout=60, check=True
+    )
+    trace_id = done.stdout.decode().strip()
+
+    def complete(spans: list[ReceivedSpan]) -> bool:
+        names = {(s.name, s.resource.get("service.instance.id")) for s in spans}
+        return {("corral.wal.persist", leader_id), ("corral.apply", leader_id)} <= names and any(
+            s.resource.get("service.name") == "corral-client-test" and s.kind == 3 for s in spans
+        )
+
+    spans = _wait_for(receiver, trace_id, complete)
+    (client_span,) = [s for s in spans if s.resource.get("service.name") == "corral-client-test" and s.kind == 3]
+    assert client_span.name == "POST /v3/kv/put"
+    assert client_span.attributes["url.full"] == follower.url + "/v3/kv/put"
+    request = _one(spans, "POST /v3/kv/put", follower_id, parent=client_span.span_id)
+    wait = _one(spans, "corral.commit_wait", follower_id, parent=request.span_id)
+    _one(spans, "corral.wal.persist", leader_id, parent=wait.span_id)
+    _one(spans, "corral.apply", leader_id, parent=wait.span_id)
