@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DATA_DIR ?= ./data
 
-.PHONY: run cluster test bench bench-cluster bench-watch deps install clean
+.PHONY: run cluster test bench bench-cluster bench-watch bench-client deps install clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,9 @@ bench-cluster: install deps
 
 bench-watch: install deps
 	$(BIN)/python -m benchmarks.watch_fanout
+
+bench-client: install deps
+	$(BIN)/python -m benchmarks.client_put
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis

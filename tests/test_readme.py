@@ -6,6 +6,7 @@ import re
 import shlex
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -40,3 +41,20 @@ def test_readme_curl_examples(tmp_path: Path) -> None:
             argv = [arg.replace("127.0.0.1:2379", f"127.0.0.1:{port}") for arg in shlex.split(command)]
             result = subprocess.run(argv, capture_output=True, text=True, timeout=10)
             assert result.stdout.strip() == expected, command
+
+
+def python_examples(text: str) -> list[str]:
+    return re.findall(r"```python\n(.*?)```", text, flags=re.S)
+
+
+def test_readme_python_examples(tmp_path: Path) -> None:
+    examples = python_examples(README.read_text())
+    assert examples
+    port = free_port()
+    server = corral_process(tmp_path / "data", port, name="default", peer_urls=False)
+    with running(server):
+        for number, example in enumerate(examples):
+            script = tmp_path / f"example_{number}.py"
+            script.write_text(example.replace("127.0.0.1:2379", f"127.0.0.1:{port}"))
+            result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
+            assert result.returncode == 0, f"README example {number} failed:\n{example}\n{result.stderr}"
