@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import http.client
 import socket
 import threading
 import time
@@ -14,6 +15,7 @@ import httpx
 from corral.client import _tracing, _wire
 from corral.client._endpoints import Attempts, Endpoints, RetryPolicy
 from corral.client._errors import CorralError, LeaseLostError, ServerError, TransportError, server_error
+from corral.client._fastpath import BlockingUnaryPool, NotSent
 from corral.client._lease_state import KeepAliveState
 from corral.client._models import (
     DeleteResult,
@@ -64,6 +66,7 @@ class Client:
         self.timeout = timeout
         limits = httpx.Limits(max_connections=256, max_keepalive_connections=64)
         self._http = httpx.Client(timeout=timeout, limits=limits, transport=transport)
+        self._pool = BlockingUnaryPool(timeout) if transport is None else None  # see _fastpath
         self._portal: Portal | None = None
         self._portal_lock = threading.Lock()
 
@@ -86,12 +89,23 @@ class Client:
 
     def _exchange(self, call: _wire.Call[T], url: str, content: bytes) -> T:
         if not _tracing.enabled():
-            response = self._http.post(url + call.path, content=content, headers=_HEADERS)
-            return _wire.result(call, response.status_code, response.content)
-        headers = dict(_HEADERS)
+            return _wire.result(call, *self._post(url, call.path, content, None))
+        headers: dict[str, str] = {}
         with _tracing.client_span(call.path, url, headers):
-            response = self._http.post(url + call.path, content=content, headers=headers)
-            return _wire.result(call, response.status_code, response.content)
+            return _wire.result(call, *self._post(url, call.path, content, headers))
+
+    def _post(self, url: str, path: str, content: bytes, headers: dict[str, str] | None) -> tuple[int, bytes]:
+        if self._pool is None:
+            response = self._http.post(url + path, content=content, headers={**_HEADERS, **(headers or {})})
+            return response.status_code, response.content
+        try:
+            return self._pool.post(url, path, content, headers)
+        except NotSent as exc:  # the rest of the client speaks httpx's exceptions
+            raise httpx.ConnectError(str(exc)) from exc
+        except TimeoutError as exc:
+            raise httpx.ReadTimeout(str(exc)) from exc
+        except (OSError, http.client.HTTPException) as exc:
+            raise httpx.ReadError(str(exc) or type(exc).__name__) from exc
 
     def open_stream(self, path: str, content: bytes, timeout: httpx.Timeout | None = None) -> httpx.Response:
         """POST to a streaming route on the current endpoint; the caller reads and closes the response."""
@@ -122,6 +136,8 @@ class Client:
     def close(self) -> None:
         if self._portal is not None:
             self._portal.close()
+        if self._pool is not None:
+            self._pool.close()
         self._http.close()
 
     def __enter__(self) -> Client:
