@@ -16,6 +16,7 @@ import select
 import socket
 import threading
 from collections import deque
+from typing import cast
 from urllib.parse import urlsplit
 
 import httptools
@@ -204,7 +205,7 @@ class BlockingUnaryPool:
             except OSError as exc:
                 self._discard(url, connection)
                 raise NotSent(f"{url}: {exc}") from exc
-            sock: socket.socket = connection.sock
+            sock = cast(socket.socket, connection.sock)  # set by connect()
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return connection
 
