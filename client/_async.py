@@ -272,6 +272,7 @@ class AsyncLease:
         self.ttl = ttl
         self._client = client
         self._state = KeepAliveState(lease_id, ttl, on_lost)
+        self._lost = asyncio.Event()
         self._task = asyncio.create_task(self._keep_alive(), name=f"corral-lease-{lease_id:x}")
 
     @property
@@ -283,8 +284,9 @@ class AsyncLease:
             raise self._state.lost
 
     async def wait_lost(self, timeout: float | None = None) -> bool:
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(asyncio.shield(self._task), timeout)
+        """Wait until the lease is lost (True) or `timeout` passes (False)."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._lost.wait(), timeout)
         return self._state.lost is not None
 
     async def time_to_live(self, keys: bool = False) -> LeaseInfo:
@@ -299,6 +301,7 @@ class AsyncLease:
             with contextlib.suppress(CorralError):
                 await self._client.lease_revoke(self.id)
             self._state.lost = LeaseLostError(self.id, "revoked")
+        self._lost.set()
 
     async def __aenter__(self) -> AsyncLease:
         return self
@@ -317,6 +320,7 @@ class AsyncLease:
                 self._state.failed(exc)
             else:
                 self._state.renewed(grant.ttl)
+        self._lost.set()
 
 
 class AsyncWatch:

@@ -45,20 +45,35 @@ class Portal:
 
     def iterate(self, iterator: AsyncIterator[T]) -> Iterator[T]:
         """A blocking iterator over an async iterator that lives on the loop."""
-        while True:
-            try:
-                yield self.call(iterator.__anext__)
-            except StopAsyncIteration:
-                return
+        try:
+            while True:
+                try:
+                    yield self.call(iterator.__anext__)
+                except StopAsyncIteration:
+                    return
+        finally:
+            close = getattr(iterator, "aclose", None)
+            if close is not None and not self.loop.is_closed():
+                self.call(close)  # a caller that stops early must not leave a watch open
 
     def close(self) -> None:
         if self.loop.is_closed():
             return
-        self.call(self.client.aclose)
+        self.call(self._shutdown)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(timeout=5)
         if not self.loop.is_running():
             self.loop.close()
+
+    async def _shutdown(self) -> None:
+        """Stop the background tasks (lease keep-alives, watches feeding recipes), then the client."""
+        current = asyncio.current_task()
+        tasks = [task for task in asyncio.all_tasks() if task is not current]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await self.loop.shutdown_asyncgens()  # iterators left open (a watch inside one is closed)
+        await self.client.aclose()
 
 
 async def _await(awaitable: Awaitable[T]) -> T:

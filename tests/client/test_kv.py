@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from corral.client import AsyncClient, Client, CompactedError, FutureRevisionError, InvalidArgument
+from corral.client import txn as t
 
-from corral.client import AsyncClient, Client, CompactedError, FutureRevisionError, InvalidArgument, txn as t
 from tests.support.servers import ServerProcess
 
 

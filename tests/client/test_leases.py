@@ -6,8 +6,8 @@ import asyncio
 import time
 
 import pytest
-
 from corral.client import AsyncClient, Client, LeaseLostError, LeaseNotFound
+
 from tests.support.servers import ServerProcess
 
 
@@ -64,5 +64,11 @@ def test_async_keep_alive(server: ServerProcess, prefix: str) -> None:
             other = await client.lease(5)
             await client.lease_revoke(other.id)
             assert await other.wait_lost(timeout=5.0)
+            mine = await client.lease(5)
+            waiter = asyncio.create_task(mine.wait_lost(timeout=5.0))
+            await asyncio.sleep(0.1)
+            await mine.revoke()  # the waiter is told, not cancelled
+            assert await waiter
+            assert not await (await client.lease(5)).wait_lost(timeout=0.2)
 
     asyncio.run(scenario())

@@ -5,7 +5,6 @@ from __future__ import annotations
 import httpx
 import orjson
 import pytest
-
 from corral.client import Client, RequestTimeout, RetryPolicy, TransportError, Unavailable
 from corral.client import __all__ as exported
 from corral.client import txn as t

@@ -6,8 +6,9 @@ import asyncio
 import threading
 
 import pytest
+from corral.client import AsyncClient, Client, CompactedError, Event, EventType
+from corral.client import txn as t
 
-from corral.client import AsyncClient, Client, CompactedError, Event, EventType, txn as t
 from tests.support.servers import ServerProcess
 
 

@@ -8,6 +8,7 @@ import threading
 import time
 
 from corral.client import AsyncClient, Client
+
 from tests.support.servers import ServerProcess, cluster_leader
 
 WRITES = 300
