@@ -53,8 +53,11 @@ class Portal:
                     return
         finally:
             close = getattr(iterator, "aclose", None)
-            if close is not None and not self.loop.is_closed():
-                self.call(close)  # a caller that stops early must not leave a watch open
+            if close is not None and not self.loop.is_closed():  # a caller that stops early: close its watch
+                if _on_loop(self.loop):
+                    self.submit(close)  # collected on the loop's own thread: waiting would deadlock
+                else:
+                    self.call(close)
 
     def close(self) -> None:
         if self.loop.is_closed():
@@ -74,6 +77,13 @@ class Portal:
         await asyncio.gather(*tasks, return_exceptions=True)
         await self.loop.shutdown_asyncgens()  # iterators left open (a watch inside one is closed)
         await self.client.aclose()
+
+
+def _on_loop(loop: asyncio.AbstractEventLoop) -> bool:
+    try:
+        return asyncio.get_running_loop() is loop
+    except RuntimeError:
+        return False
 
 
 async def _await(awaitable: Awaitable[T]) -> T:
