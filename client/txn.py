@@ -92,7 +92,8 @@ def prefix_end(prefix: bytes) -> bytes:
 
 def key_range(key: KeyLike, range_end: KeyLike | None, prefix: bool, from_key: bool) -> Json:
     raw = to_bytes(key)
-    body: Json = {"key": encode(raw or b"\0") if from_key else encode(raw)}
+    # An empty key with a prefix or from_key means every key: etcd wants key "\0" then, not "".
+    body: Json = {"key": encode(raw or b"\0") if from_key or prefix else encode(raw)}
     if prefix:
         body["range_end"] = encode(prefix_end(raw))
     elif from_key:

@@ -10,7 +10,6 @@ import time
 from collections.abc import Iterator
 
 import pytest
-
 from corral.client import AsyncClient, Client
 
 BODY = b'{"header":{"revision":"3"}}'
