@@ -15,12 +15,14 @@ import logging
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
 from dataclasses import dataclass
-from typing import Any, ParamSpec, Protocol, TypeVar
+from types import TracebackType
+from typing import Any, Generic, ParamSpec, Protocol, Self, TypeVar
 
 from corral.client._async import AsyncClient, AsyncLease
 from corral.client._errors import CompactedError, CorralError, LeaseLostError
 from corral.client._models import EventType, KeyValue, RangeResult
 from corral.client._portal import Portal, run_callback
+from corral.client._sync import Client
 from corral.client.txn import KeyLike, Op, to_bytes
 from corral.client.txn import create as create_of
 from corral.client.txn import delete as delete_op
@@ -31,6 +33,7 @@ __all__ = ["KeyLost", "LeaseLike", "OnLost"]
 
 T = TypeVar("T")
 P = ParamSpec("P")
+R = TypeVar("R")
 OnLost = Callable[[LeaseLostError], Any]
 logger = logging.getLogger("corral.client.recipes")
 
@@ -274,6 +277,85 @@ async def _delete_own(client: AsyncClient, place: Place) -> None:
             await asyncio.sleep(0.1 * 2**attempt)
 
 
+class Contender:
+    """One key in the queue under `<name>/`, on a `RecipeLease`: what a lock, a semaphore and an election
+    share. `_take` joins the queue and waits for a turn, `_leave` gives the place up; the key is withdrawn
+    after every failure."""
+
+    def __init__(
+        self,
+        client: AsyncClient,
+        name: KeyLike,
+        ttl: int,
+        identifier: KeyLike,
+        lease: LeaseLike | None,
+        on_lost: OnLost | None,
+    ) -> None:
+        self.client = client
+        self.name = key_of(name)
+        self.prefix = self.name + b"/"
+        self.identifier = to_bytes(identifier)
+        self._lease = RecipeLease(client, ttl, lease, on_lost)
+        self._place: Place | None = None
+        self._joining = False  # while a `_take` (or a campaign) is under way
+
+    @property
+    def lost(self) -> asyncio.Event:
+        """Set when the lease is lost while waiting or holding (cleared by the next acquire or campaign)."""
+        return self._lease.lost
+
+    @property
+    def lease_id(self) -> int:
+        """The lease holding the contender key (0 when neither waiting nor holding)."""
+        return self._lease.id
+
+    async def _take(self, ahead: int, blocking: bool, timeout: float | None, busy: str) -> bool:
+        """Join the queue with `identifier` and wait until fewer than `ahead` keys are older than ours: True
+        once in; False if not in at once and not `blocking`, or not within `timeout` seconds. Raises
+        `RuntimeError(busy)` if this object already waits or holds, `LeaseLostError` if the lease goes while
+        waiting, `KeyLost` if the key is deleted. The key is gone after every False or raise."""
+        if self._joining or self._place is not None:
+            raise RuntimeError(busy)
+        self._joining = True
+        place: Place | None = None
+        try:
+            lease_id = await self._lease.start()
+            place, _, head = await queue_for(self.client, self.prefix, lease_id, self.identifier)
+            if not await self._in_at_once(place, head, ahead):
+                if not blocking:
+                    await withdraw(self.client, place, self._lease)
+                    return False
+                try:
+                    waiting = wait_predecessors(self.client, self.prefix, place.revision, ahead)
+                    await guarded(waiting, self._lease, timeout)
+                except TimeoutError:
+                    await withdraw(self.client, place, self._lease)
+                    return False
+                await confirm(self.client, place)
+        except BaseException:
+            await withdraw(self.client, place, self._lease)
+            raise
+        finally:
+            self._joining = False
+        self._place = place
+        return True
+
+    async def _in_at_once(self, place: Place, head: KeyValue | None, ahead: int) -> bool:
+        """Whether fewer than `ahead` keys are older than ours (for one, the head read with the join tells)."""
+        if ahead == 1:
+            return head is not None and head.create_revision == place.revision
+        older = await self.client.get(self.prefix, prefix=True, keys_only=True, max_create_revision=place.revision - 1)
+        return len(older.kvs) < ahead  # (count ignores the revision filter, so count the keys)
+
+    async def _leave(self) -> bool:
+        """Delete our key (the next in the queue moves up) and let go of the lease; False if we held none."""
+        place, self._place = self._place, None
+        if place is None:
+            return False
+        await withdraw(self.client, place, self._lease)
+        return True
+
+
 @contextlib.asynccontextmanager
 async def closing(iterator: AsyncIterator[T]) -> AsyncIterator[AsyncIterator[T]]:
     """Close an async generator when the block ends (a `break` leaves it suspended otherwise)."""
@@ -343,3 +425,79 @@ class ThreadLost:
         self.event.set()
         if self._on_lost is not None:
             self._on_lost(error)
+
+
+class LeasedTwin(Generic[R]):
+    """Base of a blocking twin whose recipe holds a lease: the client's portal it runs on, and `lost` as a
+    `threading.Event`. A subclass builds `_async` on `_portal.client` with `on_lost=self._lost`."""
+
+    _async: R
+
+    def __init__(self, client: Client, on_lost: OnLost | None) -> None:
+        self._portal = client.portal()
+        self._lost = ThreadLost(on_lost)
+
+    @property
+    def lost(self) -> threading.Event:
+        """Set when the lease is lost while waiting or holding (cleared by the next acquire, campaign or enter)."""
+        return self._lost.event
+
+    def _begin(self, fn: Callable[P, Awaitable[T]], *args: P.args, **kwargs: P.kwargs) -> T:
+        """`on_portal` for a call that starts a new hold (acquire, campaign, enter): `lost` is cleared first."""
+        self._lost.event.clear()
+        return on_portal(self._portal, fn, *args, **kwargs)
+
+
+class AsyncHolder(Protocol):
+    """What `HolderTwin` forwards to: an async lock or semaphore."""
+
+    @property
+    def lease_id(self) -> int: ...
+
+    @property
+    def fencing_token(self) -> int | None: ...
+
+    async def acquire(self, blocking: bool = True, timeout: float | None = None) -> bool: ...
+
+    async def release(self) -> bool: ...
+
+    async def is_acquired(self) -> bool: ...
+
+    async def contenders(self) -> list[KeyValue]: ...
+
+
+H = TypeVar("H", bound=AsyncHolder)
+
+
+class HolderTwin(LeasedTwin[H]):
+    """Base of the blocking lock and semaphore: the async holder's methods, run on the portal."""
+
+    @property
+    def lease_id(self) -> int:
+        """The lease holding the contender key (0 when neither waiting nor holding)."""
+        return self._async.lease_id
+
+    @property
+    def fencing_token(self) -> int | None:
+        """The create revision of the held key (None when not held); it grows with every grant."""
+        return self._async.fencing_token
+
+    def acquire(self, blocking: bool = True, timeout: float | None = None) -> bool:
+        """As the async recipe's `acquire`, waiting in this thread."""
+        return self._begin(self._async.acquire, blocking, timeout)
+
+    def release(self) -> bool:
+        return on_portal(self._portal, self._async.release)
+
+    def is_acquired(self) -> bool:
+        return on_portal(self._portal, self._async.is_acquired)
+
+    def contenders(self) -> list[KeyValue]:
+        return on_portal(self._portal, self._async.contenders)
+
+    def __enter__(self) -> Self:
+        self.acquire()
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.release()

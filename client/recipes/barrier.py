@@ -16,18 +16,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import threading
 
 from corral.client._async import AsyncClient
 from corral.client._errors import CompactedError
 from corral.client._models import RangeResult
 from corral.client._sync import Client
 from corral.client.recipes._common import (
+    LeasedTwin,
     LeaseLike,
     OnLost,
     Place,
     RecipeLease,
-    ThreadLost,
     closing,
     guarded,
     key_of,
@@ -186,7 +185,7 @@ class Barrier:
         return on_portal(self._portal, self._async.wait, timeout)
 
 
-class DoubleBarrier:
+class DoubleBarrier(LeasedTwin[AsyncDoubleBarrier]):
     """The blocking twin of `AsyncDoubleBarrier`, run on the client's portal loop."""
 
     def __init__(
@@ -200,15 +199,10 @@ class DoubleBarrier:
         lease: LeaseLike | None = None,
         on_lost: OnLost | None = None,
     ) -> None:
-        self._portal = client.portal()
-        self._lost = ThreadLost(on_lost)
+        super().__init__(client, on_lost)
         self._async = AsyncDoubleBarrier(
             self._portal.client, name, num_clients, ttl, identifier=identifier, lease=lease, on_lost=self._lost
         )
-
-    @property
-    def lost(self) -> threading.Event:
-        return self._lost.event
 
     @property
     def num_clients(self) -> int:
@@ -219,8 +213,7 @@ class DoubleBarrier:
         return self._async.participating
 
     def enter(self, timeout: float | None = None) -> bool:
-        self._lost.event.clear()
-        return on_portal(self._portal, self._async.enter, timeout)
+        return self._begin(self._async.enter, timeout)
 
     def leave(self, timeout: float | None = None) -> bool:
         return on_portal(self._portal, self._async.leave, timeout)

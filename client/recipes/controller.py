@@ -15,7 +15,6 @@ them as a token.
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Unpack
 
@@ -23,7 +22,7 @@ from corral.client._async import AsyncClient
 from corral.client._errors import TransportError
 from corral.client._models import DeleteResult, KeyValue, PutResult, RangeResult, TxnResult
 from corral.client._sync import Client
-from corral.client.recipes._common import LeaseLike, OnLost, ThreadLost, iterate, key_of, on_portal
+from corral.client.recipes._common import LeasedTwin, LeaseLike, OnLost, iterate, key_of, on_portal
 from corral.client.recipes.election import AsyncElection, NotLeader
 from corral.client.txn import Compare, DeleteOptions, KeyLike, Op, PutOptions, to_bytes
 from corral.client.txn import create as create_of
@@ -201,7 +200,7 @@ def _number(kv: KeyValue | None) -> int:
     return int(kv.value) if kv is not None and kv.value else 0
 
 
-class ControllerElection:
+class ControllerElection(LeasedTwin[AsyncControllerElection]):
     """The blocking twin of `AsyncControllerElection`, run on the client's portal loop."""
 
     def __init__(
@@ -214,8 +213,7 @@ class ControllerElection:
         identifier: KeyLike = b"",
         on_lost: OnLost | None = None,
     ) -> None:
-        self._portal = client.portal()
-        self._lost = ThreadLost(on_lost)
+        super().__init__(client, on_lost)
         self._async = AsyncControllerElection(
             self._portal.client, name, ttl=ttl, lease=lease, identifier=to_bytes(identifier), on_lost=self._lost
         )
@@ -233,10 +231,6 @@ class ControllerElection:
         return self._async.epoch
 
     @property
-    def lost(self) -> threading.Event:
-        return self._lost.event
-
-    @property
     def fencing_token(self) -> int | None:
         return self._async.fencing_token
 
@@ -245,8 +239,7 @@ class ControllerElection:
         return self._async.election.lease_id
 
     def campaign(self, value: KeyLike | None = None, timeout: float | None = None) -> int:
-        self._lost.event.clear()
-        return on_portal(self._portal, self._async.campaign, value, timeout)
+        return self._begin(self._async.campaign, value, timeout)
 
     def fenced_txn(
         self, compare: Sequence[Compare] = (), success: Sequence[Op] = (), failure: Sequence[Op] = ()

@@ -15,8 +15,6 @@ it (see `controller.py`); `lost` fires once the keep-alive notices.
 
 from __future__ import annotations
 
-import asyncio
-import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import ParamSpec, TypeVar
 
@@ -25,16 +23,15 @@ from corral.client._errors import CompactedError, CorralError
 from corral.client._models import EventType, KeyValue
 from corral.client._sync import Client
 from corral.client.recipes._common import (
+    Contender,
+    LeasedTwin,
     LeaseLike,
     OnLost,
     Place,
-    RecipeLease,
-    ThreadLost,
     closing,
     confirm,
     guarded,
     iterate,
-    key_of,
     on_portal,
     queue_for,
     still_held,
@@ -55,7 +52,7 @@ class NotLeader(CorralError):
     """This campaigner is not (or no longer) the leader: its key is gone or it never campaigned."""
 
 
-class AsyncElection:
+class AsyncElection(Contender):
     """One campaigner in the election `name`.
 
         election = AsyncElection(client, "controller", ttl=10)
@@ -78,28 +75,12 @@ class AsyncElection:
         identifier: KeyLike = b"",
         on_lost: OnLost | None = None,
     ) -> None:
-        self.client = client
-        self.name = key_of(name)
-        self.prefix = self.name + b"/"
-        self.identifier = to_bytes(identifier)
-        self._lease = RecipeLease(client, ttl, lease, on_lost)
-        self._place: Place | None = None
-        self._campaigning = False
-
-    @property
-    def lost(self) -> asyncio.Event:
-        """Set when the lease is lost while campaigning or leading (cleared by the next campaign)."""
-        return self._lease.lost
+        super().__init__(client, name, ttl, identifier, lease, on_lost)
 
     @property
     def key(self) -> bytes | None:
         """This campaigner's key while leader."""
         return self._place.key if self._place else None
-
-    @property
-    def lease_id(self) -> int:
-        """The lease holding the candidate key (0 when not campaigning)."""
-        return self._lease.id
 
     @property
     def revision(self) -> int | None:
@@ -114,10 +95,10 @@ class AsyncElection:
         Raises `LeaseLostError` if the lease goes while waiting, `KeyLost` if the key is deleted,
         `TimeoutError` after `timeout` seconds; in every such case the candidate key is deleted.
         """
-        if self._campaigning or self._place is not None:
+        if self._joining or self._place is not None:
             raise RuntimeError("this election object is already campaigning or leading; resign() first")
         data = self.identifier if value is None else to_bytes(value)
-        self._campaigning = True
+        self._joining = True
         place: Place | None = None
         try:
             lease_id = await self._lease.start()
@@ -130,7 +111,7 @@ class AsyncElection:
             await withdraw(self.client, place, self._lease)
             raise
         finally:
-            self._campaigning = False
+            self._joining = False
         self._place = place
         return place.revision
 
@@ -149,9 +130,7 @@ class AsyncElection:
 
     async def resign(self) -> None:
         """Give up leadership (the next campaigner takes over); a no-op when not leader."""
-        place, self._place = self._place, None
-        if place is not None:
-            await withdraw(self.client, place, self._lease)
+        await self._leave()
 
     async def is_leader(self) -> bool:
         """Whether this campaigner's key still exists (asks the server)."""
@@ -210,7 +189,7 @@ def _identity(kv: KeyValue | None) -> tuple[bytes, int, int] | None:
     return None if kv is None else (kv.key, kv.create_revision, kv.mod_revision)
 
 
-class Election:
+class Election(LeasedTwin[AsyncElection]):
     """The blocking twin of `AsyncElection`: the same methods, run on the client's portal loop (the lease
     is kept alive there, and `on_lost` runs there, so it must not call blocking recipe methods).
     `observe()` is a blocking iterator, closed on the loop when the caller stops iterating."""
@@ -225,16 +204,10 @@ class Election:
         identifier: KeyLike = b"",
         on_lost: OnLost | None = None,
     ) -> None:
-        self._portal = client.portal()
-        self._lost = ThreadLost(on_lost)
+        super().__init__(client, on_lost)
         self._async = AsyncElection(
             self._portal.client, name, ttl=ttl, lease=lease, identifier=identifier, on_lost=self._lost
         )
-
-    @property
-    def lost(self) -> threading.Event:
-        """Set when the lease is lost while campaigning or leading (cleared by the next campaign)."""
-        return self._lost.event
 
     @property
     def name(self) -> bytes:
@@ -255,8 +228,7 @@ class Election:
     fencing_token = revision
 
     def campaign(self, value: KeyLike | None = None, timeout: float | None = None) -> int:
-        self._lost.event.clear()
-        return on_portal(self._portal, self._async.campaign, value, timeout)
+        return self._begin(self._async.campaign, value, timeout)
 
     def proclaim(self, value: KeyLike) -> None:
         on_portal(self._portal, self._async.proclaim, value)

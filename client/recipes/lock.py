@@ -14,34 +14,18 @@ in a txn.
 
 from __future__ import annotations
 
-import asyncio
-import threading
 from types import TracebackType
 
 from corral.client._async import AsyncClient
 from corral.client._models import KeyValue
 from corral.client._sync import Client
-from corral.client.recipes._common import (
-    LeaseLike,
-    OnLost,
-    Place,
-    RecipeLease,
-    ThreadLost,
-    confirm,
-    guarded,
-    key_of,
-    on_portal,
-    queue_for,
-    still_held,
-    wait_predecessors,
-    withdraw,
-)
-from corral.client.txn import KeyLike, to_bytes
+from corral.client.recipes._common import Contender, HolderTwin, LeaseLike, OnLost, still_held
+from corral.client.txn import KeyLike
 
 __all__ = ["AsyncLock", "Lock"]
 
 
-class AsyncLock:
+class AsyncLock(Contender):
     """A mutex named `name`, held through a lease (TTL `ttl`) kept alive while held.
 
         async with AsyncLock(client, "jobs/reindex", ttl=10) as lock:
@@ -61,27 +45,11 @@ class AsyncLock:
         lease: LeaseLike | None = None,
         on_lost: OnLost | None = None,
     ) -> None:
-        self.client = client
-        self.name = key_of(name)
-        self.prefix = self.name + b"/"
-        self.identifier = to_bytes(identifier)
-        self._lease = RecipeLease(client, ttl, lease, on_lost)
-        self._place: Place | None = None
-        self._acquiring = False
-
-    @property
-    def lost(self) -> asyncio.Event:
-        """Set when the lease is lost while waiting or holding (cleared by the next acquire)."""
-        return self._lease.lost
+        super().__init__(client, name, ttl, identifier, lease, on_lost)
 
     @property
     def key(self) -> bytes | None:
         return self._place.key if self._place else None
-
-    @property
-    def lease_id(self) -> int:
-        """The lease holding the contender key (0 when neither waiting nor holding)."""
-        return self._lease.id
 
     @property
     def fencing_token(self) -> int | None:
@@ -92,38 +60,11 @@ class AsyncLock:
         """Take the lock: True once held, False if not free (`blocking=False`) or not granted within
         `timeout` seconds. Raises `LeaseLostError` if the lease goes while waiting, `KeyLost` if the key
         is deleted. The contender key is gone after every False or raise."""
-        if self._acquiring or self._place is not None:
-            raise RuntimeError("this lock object is already acquiring or holding the lock")
-        self._acquiring = True
-        place: Place | None = None
-        try:
-            lease_id = await self._lease.start()
-            place, _, head = await queue_for(self.client, self.prefix, lease_id, self.identifier)
-            if head is None or head.create_revision != place.revision:
-                if not blocking:
-                    await withdraw(self.client, place, self._lease)
-                    return False
-                try:
-                    await guarded(wait_predecessors(self.client, self.prefix, place.revision), self._lease, timeout)
-                except TimeoutError:
-                    await withdraw(self.client, place, self._lease)
-                    return False
-                await confirm(self.client, place)
-        except BaseException:
-            await withdraw(self.client, place, self._lease)
-            raise
-        finally:
-            self._acquiring = False
-        self._place = place
-        return True
+        return await self._take(1, blocking, timeout, "this lock object is already acquiring or holding the lock")
 
     async def release(self) -> bool:
         """Let the next waiter in; False if this object did not hold the lock."""
-        place, self._place = self._place, None
-        if place is None:
-            return False
-        await withdraw(self.client, place, self._lease)
-        return True
+        return await self._leave()
 
     async def is_acquired(self) -> bool:
         """Whether this object holds the lock now (asks the server)."""
@@ -143,7 +84,7 @@ class AsyncLock:
         await self.release()
 
 
-class Lock:
+class Lock(HolderTwin[AsyncLock]):
     """The blocking twin of `AsyncLock` (kazoo's and python-etcd3's names): `with Lock(client, "x"):`.
     The lease is kept alive on the client's portal loop; `on_lost` runs there (so it must not call
     blocking recipe methods)."""
@@ -158,14 +99,8 @@ class Lock:
         lease: LeaseLike | None = None,
         on_lost: OnLost | None = None,
     ) -> None:
-        self._portal = client.portal()
-        self._lost = ThreadLost(on_lost)
+        super().__init__(client, on_lost)
         self._async = AsyncLock(self._portal.client, name, ttl, identifier=identifier, lease=lease, on_lost=self._lost)
-
-    @property
-    def lost(self) -> threading.Event:
-        """Set when the lease is lost while waiting or holding (cleared by the next acquire)."""
-        return self._lost.event
 
     @property
     def name(self) -> bytes:
@@ -174,31 +109,3 @@ class Lock:
     @property
     def key(self) -> bytes | None:
         return self._async.key
-
-    @property
-    def lease_id(self) -> int:
-        return self._async.lease_id
-
-    @property
-    def fencing_token(self) -> int | None:
-        return self._async.fencing_token
-
-    def acquire(self, blocking: bool = True, timeout: float | None = None) -> bool:
-        self._lost.event.clear()
-        return on_portal(self._portal, self._async.acquire, blocking, timeout)
-
-    def release(self) -> bool:
-        return on_portal(self._portal, self._async.release)
-
-    def is_acquired(self) -> bool:
-        return on_portal(self._portal, self._async.is_acquired)
-
-    def contenders(self) -> list[KeyValue]:
-        return on_portal(self._portal, self._async.contenders)
-
-    def __enter__(self) -> Lock:
-        self.acquire()
-        return self
-
-    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
-        self.release()

@@ -6,7 +6,6 @@ import asyncio
 import collections
 import random
 
-import httpx
 import pytest
 from corral.client import AsyncClient, Client, EventType
 from corral.client.recipes.offsets import (
@@ -19,6 +18,7 @@ from corral.client.recipes.offsets import (
     TopicPartition,
 )
 
+from tests.client.recipes._transport import CountingTransport
 from tests.support.servers import ServerProcess
 
 A, B, C = TopicPartition("orders", 0), TopicPartition("orders", 1), TopicPartition("audit", 0)
@@ -143,19 +143,6 @@ def test_concurrent_committers_never_move_an_offset_backwards(server: ServerProc
                 assert final[tp] == max(accepted[tp]) == values[-1]
 
     asyncio.run(asyncio.wait_for(scenario(), 60))
-
-
-class CountingTransport(httpx.AsyncBaseTransport):
-    def __init__(self) -> None:
-        self.inner = httpx.AsyncHTTPTransport()
-        self.count = 0
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        self.count += 1
-        return await self.inner.handle_async_request(request)
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()
 
 
 def test_a_steady_commit_is_one_round_trip(server: ServerProcess, prefix: str) -> None:

@@ -3,34 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-import collections
 import threading
 from dataclasses import replace
 from pathlib import Path
 
-import httpx
 import pytest
 from corral.client import AsyncClient, Client, RetryPolicy, TransportError
 from corral.client.recipes.registry import AsyncBrokerRegistry, BrokerRegistry
 from corral.client.recipes.router import AsyncPartitionRouter, NoLeaderError, PartitionRouter, Route
 from corral.client.recipes.topics import NO_LEADER, AsyncTopics, PartitionState, Topics, UnknownPartitionError
 
+from tests.client.recipes._transport import CountingTransport
 from tests.support.servers import ServerProcess, corral_process
-
-
-class CountingTransport(httpx.AsyncBaseTransport):
-    """Counts the requests a client sends, by path."""
-
-    def __init__(self) -> None:
-        self.inner = httpx.AsyncHTTPTransport()
-        self.paths: collections.Counter[str] = collections.Counter()
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        self.paths[request.url.path] += 1
-        return await self.inner.handle_async_request(request)
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()
 
 
 def test_route_follows_a_leader_change_without_round_trips(server: ServerProcess, prefix: str) -> None:
@@ -49,10 +33,10 @@ def test_route_follows_a_leader_change_without_round_trips(server: ServerProcess
                 moved = await topics.update_partition("orders", 0, replace(record.state, leader=2), record.mod_revision)
                 route = await router.wait_for("orders", 0, lambda r: r.broker.broker_id == 2, timeout=5)
                 assert route.leader_epoch == 1 and router.revision >= moved.mod_revision
-                before = sum(counting.paths.values())
+                before = counting.count
                 for _ in range(1000):
                     assert router.route("orders", 0).address == "h2:9002"
-                assert sum(counting.paths.values()) == before  # answered from the cache
+                assert counting.count == before  # answered from the cache
                 assert counting.paths["/v3/watch"] == 1  # one watch kept the cache current
                 assert [b.broker_id for b in router.brokers()] == [1, 2]
                 assert [t.name for t in router.topics()] == ["orders"]
