@@ -11,7 +11,7 @@ from typing import Any, BinaryIO, TypeVar, Unpack
 
 import httpx
 from corral.client import _tracing, _wire
-from corral.client._endpoints import Attempts, Endpoints, RetryPolicy
+from corral.client._endpoints import Attempts, Endpoints, RetryPolicy, transport_error
 from corral.client._errors import CorralError, LeaseLostError, ServerError, TransportError
 from corral.client._fastpath import NotSent, UnaryPool
 from corral.client._lease_state import KeepAliveState
@@ -218,8 +218,11 @@ class AsyncClient:
         return await self.call(_wire.member_promote(member_id))
 
     async def status(self, endpoint: str | None = None) -> Status:
-        call = _wire.status()
-        return await self._exchange(call, endpoint.rstrip("/") if endpoint else self.endpoints.current, call.content())
+        call, url = _wire.status(), endpoint.rstrip("/") if endpoint else self.endpoints.current
+        try:
+            return await self._exchange(call, url, call.content())
+        except httpx.TransportError as exc:
+            raise transport_error(exc, url) from exc
 
     async def health(self, endpoint: str | None = None) -> bool:
         try:

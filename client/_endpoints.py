@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import httpx
 from corral.client._errors import RequestTimeout, ServerError, TransportError, Unavailable
 
-__all__ = ["Attempts", "Endpoints", "RetryPolicy"]
+__all__ = ["Attempts", "Endpoints", "RetryPolicy", "transport_error"]
 
 # The request never left: no server can have acted on it.
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
@@ -83,8 +83,8 @@ class Attempts:
         """The pause before the next attempt; raises `TransportError` when the call must not be retried."""
         self._endpoints.failed(self.url)
         if not (self._idempotent or isinstance(exc, _NOT_SENT)):
-            raise _transport_error(exc, self.url) from exc
-        return self._pause(_transport_error(exc, self.url))
+            raise transport_error(exc, self.url) from exc
+        return self._pause(transport_error(exc, self.url))
 
     def server_failed(self, exc: ServerError) -> float:
         """The pause before the next attempt; re-raises `exc` unless it is a retryable `Unavailable`."""
@@ -101,7 +101,8 @@ class Attempts:
         return delay if self._count >= len(self._endpoints.urls) else 0.0
 
 
-def _transport_error(exc: Exception, url: str) -> TransportError:
+def transport_error(exc: Exception, url: str) -> TransportError:
+    """The client's exception for an httpx transport failure talking to `url`."""
     if isinstance(exc, httpx.TimeoutException):
         return RequestTimeout(f"{url}: timed out ({type(exc).__name__})")
     return TransportError(f"{url}: {exc or type(exc).__name__}")

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar, Unpack
 
 import httpx
 from corral.client import _tracing, _wire
-from corral.client._endpoints import Attempts, Endpoints, RetryPolicy
+from corral.client._endpoints import Attempts, Endpoints, RetryPolicy, transport_error
 from corral.client._errors import CorralError, LeaseLostError, ServerError, TransportError, server_error
 from corral.client._fastpath import BlockingUnaryPool, NotSent
 from corral.client._lease_state import KeepAliveState
@@ -239,8 +239,11 @@ class Client:
 
     def status(self, endpoint: str | None = None) -> Status:
         """The status of one endpoint (the current one by default), never failing over."""
-        call = _wire.status()
-        return self._exchange(call, endpoint.rstrip("/") if endpoint else self.endpoints.current, call.content())
+        call, url = _wire.status(), endpoint.rstrip("/") if endpoint else self.endpoints.current
+        try:
+            return self._exchange(call, url, call.content())
+        except httpx.TransportError as exc:
+            raise transport_error(exc, url) from exc
 
     def health(self, endpoint: str | None = None) -> bool:
         """etcd's `/health` of one endpoint: True when it has a leader and answers."""

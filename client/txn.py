@@ -161,8 +161,9 @@ _FIELDS = {"VALUE": "value", "VERSION": "version", "CREATE": "create_revision", 
 class _Target:
     def __init__(self, target: str, key: KeyLike, range_end: KeyLike | None, prefix: bool) -> None:
         self._target = target
-        self._key = to_bytes(key)
-        self._range_end = prefix_end(self._key) if prefix else (to_bytes(range_end) if range_end is not None else None)
+        raw = to_bytes(key)
+        self._key = (raw or b"\0") if prefix else raw  # an empty prefix means every key: etcd wants "\0"
+        self._range_end = prefix_end(raw) if prefix else (to_bytes(range_end) if range_end is not None else None)
 
     def _compare(self, result: str, operand: KeyLike | int) -> Compare:
         name = _FIELDS[self._target]

@@ -81,3 +81,13 @@ def test_exported_names_are_the_public_surface() -> None:
 
     public = {name for name in vars(package) if not name.startswith("_")} - {"annotations"}
     assert set(exported) == public - {"recipes", "ctl", "watch"}  # submodules
+
+
+def test_status_of_a_dead_endpoint_is_a_transport_error() -> None:
+    seen: list[str] = []
+    with pytest.raises(TransportError):
+        _client({"a": httpx.ConnectError}, seen).status()
+
+
+def test_compare_over_every_key() -> None:
+    assert t.version("", prefix=True).__gt__(0).to_json()["key"] == "AA=="  # b"\0": etcd refuses an empty key
