@@ -37,14 +37,16 @@ def create_app(server: CorralServer) -> Gateway:
     hub = WatchHub(server.state.store)
     server.state.restore_listeners.append(hub.attach)
     leases = LeaseRoutes(server, lease_keeper)
+    maintenance = MaintenanceRoutes(server)
     streams = {
         "/v3/watch": WatchRoutes(server, hub, server.config.watch_progress_notify_interval),
         "/v3/lease/keepalive": leases.keepalive,
+        "/v3/maintenance/snapshot": maintenance.snapshot,
         **ConcurrencyRoutes(server, hub).streams(),
     }
     routes: dict[str, UnaryHandler] = {
         **KVRoutes(server).routes(),
-        **MaintenanceRoutes(server).routes(),
+        **maintenance.routes(),
         **ClusterRoutes(server).routes(),
         **leases.routes(),
         **FaultRoutes(server).routes(),

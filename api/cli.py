@@ -1,8 +1,10 @@
-"""`corral` / `corral serve`: start a member, with etcd's flag names.
+"""`corral` / `corral serve`: start a member, with etcd's flag names; `corral snapshot restore|status`.
 
 Scripts written for etcd start Corral by swapping the binary name: the flags are etcd's (one or two
 leading dashes, as Go's flag package allows), and each can also come from an `ETCD_<FLAG>` environment
-variable, as etcd reads them.
+variable, as etcd reads them. `corral snapshot` does what `etcdutl snapshot` (etcdctl's in 3.4) does
+with a file saved from `/v3/maintenance/snapshot`: `restore` makes a data directory from it, `status`
+prints its hash, revision, key count and size.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import uvicorn
 import uvloop
 from corral import __version__
 
-from . import logs, runtime
+from . import logs, runtime, snapshot_file
 from .app import create_app
 from .server import (
     DEFAULT_MAX_REQUEST_BYTES,
@@ -153,8 +155,78 @@ async def serve(config: ServerConfig, log_level: str = "info", fields: logs.Memb
         await server.stop()
 
 
+def build_snapshot_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="corral snapshot", description="Work with a saved snapshot file.")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    restore = commands.add_parser(
+        "restore", help="create a data directory whose member starts with the snapshot's state",
+        description="Create a data directory from a snapshot file, for a single-member Corral started with "
+                    "--data-dir on it (as `make run` starts one). The etcd flags that name the member are "
+                    "checked and otherwise unused: a single member's ids come from the flags it starts with.",
+    )  # fmt: skip
+    restore.add_argument("file", help="the snapshot file (from `corralctl snapshot save`)")
+    restore.add_argument("--data-dir", default="", help="the directory to create (default: ${name}.etcd)")
+    restore.add_argument("--name", default="default", help="human-readable name for the member")
+    restore.add_argument("--initial-cluster", default="", help="name=peerURL; one member only")
+    restore.add_argument("--initial-cluster-token", default="etcd-cluster", help="initial cluster token")
+    restore.add_argument(
+        "--initial-advertise-peer-urls", default="http://localhost:2380", help="the member's peer URLs"
+    )
+    restore.add_argument("--skip-hash-check", action="store_true", help="do not check the file's SHA-256")
+    status = commands.add_parser("status", help="print a snapshot file's hash, revision, key count and size")
+    status.add_argument("file", help="the snapshot file")
+    status.add_argument("-w", "--write-out", choices=("simple", "table", "json", "fields"), default="simple",
+                        help="output format (etcdctl's)")  # fmt: skip
+    return parser
+
+
+def snapshot_main(argv: list[str]) -> int:
+    """`corral snapshot ...`: 0, or 1 with `Error: ...` on stderr as etcdctl exits (2 for bad usage)."""
+    args = build_snapshot_parser().parse_args(argv)
+    try:
+        if args.command == "restore":
+            data_dir = Path(args.data_dir or f"{args.name}.etcd")
+            cluster = _initial_cluster(args.initial_cluster) or {args.name: _urls(args.initial_advertise_peer_urls)}
+            if args.name not in cluster:
+                raise snapshot_file.SnapshotFileError(
+                    f"couldn't find local name {args.name!r} in the initial cluster configuration"
+                )
+            if len(cluster) > 1:
+                raise snapshot_file.SnapshotFileError(
+                    f"--initial-cluster names {len(cluster)} members; a snapshot restores into a single member"
+                )
+            found = snapshot_file.restore(Path(args.file), data_dir, args.skip_hash_check)
+            what = f"revision {found.revision}, total keys {found.total_keys}"
+            print(f"Restored snapshot {args.file} into {data_dir} ({what})")
+        else:
+            _print_status(snapshot_file.status(Path(args.file)), args.write_out)
+    except snapshot_file.SnapshotFileError as exc:
+        print(f"Error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _print_status(status: snapshot_file.SnapshotStatus, write_out: str) -> None:
+    """etcdctl's `snapshot status` output in each of its formats."""
+    from corral.client.ctl.textfmt import human_bytes, table  # etcdctl's formatting; only this command needs it
+
+    row = [f"{status.hash:x}", str(status.revision), str(status.total_keys), human_bytes(status.total_size)]
+    if write_out == "json":
+        print(f'{{"hash":{status.hash},"revision":{status.revision},"totalKey":{status.total_keys},'
+              f'"totalSize":{status.total_size}}}')  # fmt: skip
+    elif write_out == "fields":
+        print(f'"Hash" : {status.hash}\n"Revision" : {status.revision}\n"Keys" : {status.total_keys}\n'
+              f'"Size" : {status.total_size}')  # fmt: skip
+    elif write_out == "table":
+        print(table(["HASH", "REVISION", "TOTAL KEYS", "TOTAL SIZE"], [row]), end="")
+    else:
+        print(", ".join(row))
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["snapshot"]:
+        raise SystemExit(snapshot_main(argv[1:]))
     if argv[:1] == ["serve"]:
         argv = argv[1:]
     args = build_parser().parse_args(argv)

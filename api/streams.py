@@ -1,4 +1,4 @@
-"""What etcd's streaming routes share over HTTP (watch, lease keep-alive).
+"""What etcd's streaming routes share over HTTP (watch, lease keep-alive, snapshot).
 
 A request body is a sequence of JSON objects, acted on one by one as they arrive (whitespace between
 them is optional). A response is one `{"result": <message>}` line per message, each flushed at once,

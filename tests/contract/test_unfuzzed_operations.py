@@ -1,8 +1,9 @@
 """The operations the fuzzer leaves out, checked against `openapi.yaml` in bounded exchanges.
 
 `test_schemathesis.py` cannot fuzz the streams that stay open until the client disconnects
-(`POST /v3/watch`, `GET /v3/watch/sse`, `POST /v3/election/observe`) nor the calls that wait for the
-caller's turn (`POST /v3/election/campaign`, `POST /v3/lock/lock`): see NOT_FUZZED there. Here each is
+(`POST /v3/watch`, `GET /v3/watch/sse`, `POST /v3/election/observe`), the snapshot stream whose answer
+is several lines (`POST /v3/maintenance/snapshot`), nor the calls that wait for the caller's turn
+(`POST /v3/election/campaign`, `POST /v3/lock/lock`): see NOT_FUZZED there. Here each is
 driven through the cases its description names, and every answer is checked against the document: a
 waiting call with schemathesis' own checks (status, content type, schema, headers), a stream's status
 and headers as declared and each of its messages against the per-message schema the operation names
@@ -323,3 +324,26 @@ def test_lock_conforms_including_a_lock_that_waits(corral: ServerProcess, client
     assert taken["key"] != held["key"]
     assert int(taken["header"]["revision"]) > int(held["header"]["revision"])
     call(corral, "Unlock", {"key": taken["key"]})
+
+
+# -- POST /v3/maintenance/snapshot --------------------------------------------------------------------
+
+
+def test_snapshot_messages_conform_and_the_stream_ends(corral: ServerProcess, client: httpx.Client) -> None:
+    key = unique("snapshot")
+    put(client, key, "x" * 40_000)  # more than one 32 KiB chunk of snapshot
+    with Stream.open(corral.url, "/v3/maintenance/snapshot", [{}], timeout=WAIT) as stream:
+        stream.wait_eof(WAIT)
+        assert stream.failure is None and stream.other == [], (stream.failure, stream.other)
+        assert_stream_head(stream, "/v3/maintenance/snapshot")
+        assert_lines_conform(stream, "/v3/maintenance/snapshot")
+        *chunks, digest = stream.results
+    assert len(chunks) >= 2 and [set(c) for c in chunks[:-1]] == [{"remaining_bytes", "blob"}] * (len(chunks) - 1)
+    assert set(chunks[-1]) == set(digest) == {"blob"}  # no remaining_bytes (0) on the last chunk and the digest
+
+
+def test_snapshot_refuses_a_body_that_does_not_decode_with_an_error_object(client: httpx.Client) -> None:
+    response = client.post("/v3/maintenance/snapshot", content=b"[1]")
+    assert response.status_code == 400
+    assert response.headers["content-type"] == "application/json"
+    conforms(response_schema("/v3/maintenance/snapshot", "post", "400"), response.json())

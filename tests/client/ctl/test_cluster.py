@@ -218,10 +218,7 @@ def test_move_leader_to_itself_and_to_a_stranger(server: ServerProcess, ctl: Ctl
     assert ctl(*ep, "move-leader", f"{me:x}", "-w", "json").out == "{}\n"
 
 
-@pytest.mark.parametrize(
-    "kind",
-    ["etcd", pytest.param("corral", marks=pytest.mark.xfail(reason="Corral has no /v3/maintenance/snapshot yet"))],
-)
+@pytest.mark.parametrize("kind", ["etcd", "corral"])
 def test_snapshot_save(kind: str, request: pytest.FixtureRequest, prefix: str, tmp_path: Path, ctl: Ctl) -> None:
     server: ServerProcess = request.getfixturevalue(f"{kind}_server")
     with Client(server.url) as client:
