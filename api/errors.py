@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import orjson
 from corral.consensus import log
-from corral.consensus.log import BadTransferee, LogClosed, LogError, NotLeader
+from corral.consensus.log import BadTransferee, LogClosed, LogError, NotApplied, NotLeader
 from corral.store.errors import EtcdError, GrpcCode
 
 # grpc-gateway's code -> HTTP status table (upstream; FailedPrecondition is 400 there).
@@ -69,6 +69,18 @@ class NoLeaderError(EtcdError):
     message = "etcdserver: no leader"
 
 
+class NotAppliedError(EtcdError):
+    """A write the log proved will never be applied (a newer leader committed without it): retry it.
+
+    etcd 3.4 says `etcdserver: leader changed` only when a leader change interrupts a linearizable read's
+    ReadIndex round; it makes no statement about writes (their outcome after a leader change is a timeout).
+    This answer is a promise about a write, so it has its own text; clients may retry the write on it.
+    """
+
+    code = GrpcCode.UNAVAILABLE
+    message = "etcdserver: leader changed, request not applied"
+
+
 # etcd's text for each refused membership change (etcdserver/api/v3rpc/rpctypes).
 _MEMBERSHIP_ERRORS: dict[type[LogError], tuple[GrpcCode, str]] = {
     log.MemberNotFound: (GrpcCode.NOT_FOUND, "etcdserver: member not found"),
@@ -97,6 +109,8 @@ def from_log_error(error: LogError) -> EtcdError:
         return ServerStopped()
     if isinstance(error, NotLeader):
         return NotLeaderError()
+    if isinstance(error, NotApplied):
+        return NotAppliedError()
     if isinstance(error, BadTransferee):
         return BadLeaderTransferee()
     if (known := _MEMBERSHIP_ERRORS.get(type(error))) is not None:

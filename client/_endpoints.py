@@ -3,7 +3,8 @@
 A client sticks to one endpoint until it fails, then moves to the next. A call is retried on another
 endpoint when that is safe: reads (and other idempotent calls) after any transport failure or an
 `Unavailable` answer; writes only when the connection was never made, so the request provably did not
-reach a server. Nothing is retried after the call's deadline.
+reach a server, or when a Corral member answered `NOT_APPLIED` (the write provably was not, and never will
+be, applied). Nothing is retried after the call's deadline.
 """
 
 from __future__ import annotations
@@ -16,10 +17,14 @@ from dataclasses import dataclass
 import httpx
 from corral.client._errors import RequestTimeout, ServerError, TransportError, Unavailable
 
-__all__ = ["Attempts", "Endpoints", "RetryPolicy", "transport_error"]
+__all__ = ["NOT_APPLIED", "Attempts", "Endpoints", "RetryPolicy", "transport_error"]
 
 # The request never left: no server can have acted on it.
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+
+NOT_APPLIED = "etcdserver: leader changed, request not applied"
+"""Corral's answer (code 14) for a write that a leader change provably kept out of the log for good.
+etcd never sends it (its `etcdserver: leader changed` is about reads)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +93,13 @@ class Attempts:
 
     def server_failed(self, exc: ServerError) -> float:
         """The pause before the next attempt; re-raises `exc` unless it is a retryable `Unavailable`."""
-        if not (self._idempotent and isinstance(exc, Unavailable)):
+        if not isinstance(exc, Unavailable):
+            raise exc
+        if exc.message == NOT_APPLIED:
+            # Not applied, whatever the call: retry it. The member that said so has just applied an entry
+            # of the new leader's term, so it knows that leader: stay with it.
+            return self._pause(exc)
+        if not self._idempotent:
             raise exc
         self._endpoints.failed(self.url)
         return self._pause(exc)

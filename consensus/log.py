@@ -80,6 +80,11 @@ class BadTransferee(LogError):
     """Leadership cannot be moved to that member (not a voting member)."""
 
 
+class NotApplied(LogError):
+    """The proposal was not applied and never will be: a leader of a later term committed an entry this
+    member applied first (see proposal_stamps.py). Proposing the same command again is safe."""
+
+
 class LogFailed(LogError):
     """Storage failed; the node stops taking writes rather than risk acknowledging a lost one."""
 

@@ -4,8 +4,9 @@ It feeds the core ticks, peer messages and proposals, and works each `Ready` in 
 requires: persist (entries, hard state, snapshot: one WAL write and an fdatasync on the disk thread), then
 send messages, then apply committed entries and serve read states, then advance. Proposals carry a
 request id so that whichever node proposed a command (a follower forwards it to the leader) is woken
-when the command is applied there. Linearizable reads use ReadIndex, batched: all reads waiting when a
-round starts share it.
+when the command is applied there. A proposal that a leader change has ruled out is answered
+`NotApplied` as soon as that is certain (proposal_stamps.py). Linearizable reads use ReadIndex, batched:
+all reads waiting when a round starts share it.
 """
 
 from __future__ import annotations
@@ -30,11 +31,13 @@ from .log import (
     LogError,
     LogFailed,
     LogStatus,
+    NotApplied,
     NotLeader,
     SnapshotSource,
     StateMachine,
 )
 from .membership import Member, Membership
+from .proposal_stamps import ProposalStamps
 from .raft import (
     NONE,
     ConfChange,
@@ -124,7 +127,9 @@ class RaftNode(MemberChanges):
         self._waiters: dict[bytes, tuple[asyncio.Future[object], object]] = {}
         self._request_ids = itertools.count(1)
         self._reads = ReadRounds()
-        self._proposals: list[bytes] = []
+        self._proposals: list[bytes] = []  # entries waiting for the next Ready...
+        self._proposal_ids: list[bytes] = []  # ...and their request ids
+        self._stamps = ProposalStamps()  # the term each proposal the core took was stamped with
         self._applied_waiters = AppliedWaiters()
         self._term = 0
         self._leader = NONE
@@ -239,7 +244,11 @@ class RaftNode(MemberChanges):
         entry = request_id + data if self._hooks is None else self._traced_entry(request_id, data)
         # Proposals are queued and handed to the core together once per Ready: one append and one
         # message per follower for the whole batch, not one for each proposal.
-        return await self._submit(request_id, decoded, lambda: self._proposals.append(entry))
+        return await self._submit(request_id, decoded, lambda: self._enqueue(request_id, entry))
+
+    def _enqueue(self, request_id: bytes, entry: bytes) -> None:
+        self._proposals.append(entry)
+        self._proposal_ids.append(request_id)
 
     def _traced_entry(self, request_id: bytes, data: bytes) -> bytes:
         """The entry's data with the proposer's trace context inside it, so that whichever member
@@ -248,17 +257,22 @@ class RaftNode(MemberChanges):
         return tracing.attach(request_id, self._hooks.current_context(), data)
 
     async def _submit(
-        self, request_id: bytes, decoded: object, place: Callable[[], None], timeout: float | None = None
+        self, request_id: bytes, decoded: object, place: Callable[[], int | None], timeout: float | None = None
     ) -> object:
-        """Place a proposal tagged `request_id` and wait until it is applied on this member."""
+        """Place a proposal tagged `request_id` and wait until it is applied on this member.
+
+        `place` hands the proposal to the core and returns the term the core stamped it with, or queues
+        it for the next Ready (returns None; `_flush_proposals` records the stamp then)."""
         future: asyncio.Future[object] = asyncio.get_running_loop().create_future()
         self._waiters[request_id] = (future, decoded)
         try:
-            place()
+            term = place()
         except ProposalDropped as exc:
             del self._waiters[request_id]
             self.stats.proposals_failed += 1
             raise NoLeader("no leader") from exc
+        if term is not None:
+            self._stamps.stamp([request_id], term)
         self._wakeup.set()
         try:
             return await asyncio.wait_for(future, timeout or self._settings.request_timeout)
@@ -270,6 +284,7 @@ class RaftNode(MemberChanges):
             raise
         finally:
             self._waiters.pop(request_id, None)
+            self._stamps.forget(request_id)
 
     async def read_barrier(self) -> None:
         """ReadIndex: learn the leader's commit index after it confirms leadership, then wait until
@@ -435,14 +450,17 @@ class RaftNode(MemberChanges):
         if not self._proposals or self._node is None:
             return
         batch, self._proposals = self._proposals, []
+        request_ids, self._proposal_ids = self._proposal_ids, []
         try:
-            self._node.propose_batch(batch)
+            term = self._node.propose_batch(batch)
         except ProposalDropped:
             error = NoLeader("no leader")
-            for data in batch:
-                waiter = self._waiters.pop(tracing.request_id(data), None)
+            for request_id in request_ids:
+                waiter = self._waiters.pop(request_id, None)
                 if waiter is not None and not waiter[0].done():
                     waiter[0].set_exception(error)
+            return
+        self._stamps.stamp(request_ids, term)
 
     def _may_send_before_persisting(self, ready: Ready) -> bool:
         soft = ready.soft_state
@@ -483,6 +501,7 @@ class RaftNode(MemberChanges):
         storage = self._storage
         if ready.snapshot is not None and incoming is not None:
             storage.apply_snapshot(replace(ready.snapshot, data=b""))
+            self._stamps.forget_all()  # the entries the snapshot covers are never seen one by one
             _, self._membership, state = incoming
             self._state_machine.restore(state)
             self._snapshot_indexes = [ready.snapshot.meta.index]
@@ -536,7 +555,10 @@ class RaftNode(MemberChanges):
     def _apply(self, entries: tuple[Entry, ...]) -> None:
         assert self._node is not None
         apply = self._state_machine.apply
+        stamps = self._stamps
         for entry in entries:
+            if entry.term > stamps.oldest:
+                self._fail_not_applied(stamps.expired(entry.term), entry)
             if entry.type is EntryType.CONF_CHANGE:
                 self._apply_conf_change(ConfChange.decode(entry.data))
                 apply(entry.index, b"")
@@ -567,6 +589,17 @@ class RaftNode(MemberChanges):
                 hooks.applied(TracedEntry(context or b"", entry.index, entry.term), start_ns, time.time_ns(), result)
             if waiter and not waiter[0].done():
                 waiter[0].set_result(result)
+
+    def _fail_not_applied(self, request_ids: list[bytes], entry: Entry) -> None:
+        """Answer the proposals that the entry of a later term proves lost (proposal_stamps.py)."""
+        failed = 0
+        for request_id in request_ids:
+            waiter = self._waiters.pop(request_id, None)
+            if waiter is not None and not waiter[0].done():
+                waiter[0].set_exception(NotApplied(f"leader changed: not applied (term {entry.term} committed first)"))
+                failed += 1
+        if failed:
+            logger.info("%d pending proposals ruled out by entry %d of term %d", failed, entry.index, entry.term)
 
     def _serve_reads(self, ready: Ready) -> None:
         self._reads.answer(ready.read_states)

@@ -39,7 +39,9 @@ def step_follower(r: Raft, m: Message) -> None:
             if t is not MT.TRANSFER_LEADER:
                 _drop(r, m, f"no leader at term {r.term}")
             return
-        r.send(replace(m, to=r.lead))  # forward to the leader; the reply (if any) comes to m.frm
+        # Forward to the leader; the reply (if any) comes to m.frm. A proposal keeps its proposer's
+        # stamp (never ours): the leader judges it by the term it entered the core in.
+        r.send(replace(m, to=r.lead))
     elif t is MT.TIMEOUT_NOW:
         # The leader hands over: campaign at once, bypassing PreVote and the leases of others.
         r.hup(CampaignType.TRANSFER)

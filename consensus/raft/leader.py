@@ -74,6 +74,14 @@ def _drop(r: Raft, m: Message, reason: str) -> None:
 def _propose(r: Raft, m: Message) -> None:
     if not m.entries:
         raise ValueError("empty proposal")
+    if any(0 < e.term < r.term for e in m.entries):
+        # A proposed entry carries the term its proposer was in (RawNode.propose_batch), kept when
+        # forwarded. Appended at our later term, it could land after entries of our term that its
+        # proposer has already applied and taken as proof that the proposal was lost (see
+        # consensus/proposal_stamps.py). Dropping it keeps every entry a proposal yields at a term
+        # no later than its stamp. (Stamp 0: unstamped, as from a direct Raft.step in tests.)
+        _drop(r, m, f"proposal from term {min(e.term for e in m.entries)} is stale at term {r.term}")
+        return
     if r.id not in r.progress:
         _drop(r, m, f"node {r.id} was removed from the configuration")
         return
@@ -111,7 +119,8 @@ def _propose(r: Raft, m: Message) -> None:
 
 
 def append_entry(r: Raft, entries: Sequence[Entry]) -> None:
-    """Append proposals to the leader's log, stamped with our term and the next indexes."""
+    """Append proposals to the leader's log at our term and the next indexes (replacing each
+    proposal's stamp, which _propose has checked)."""
     last = r.log.last_index()
     stamped = [Entry(r.term, last + 1 + i, e.data, e.type) for i, e in enumerate(entries)]
     r.log.append(stamped)

@@ -74,24 +74,36 @@ class RawNode:
         """Start an election now (with PreVote if configured)."""
         self.raft.step(Message(MT.HUP, frm=self.id))
 
-    def propose(self, data: bytes) -> None:
+    def propose(self, data: bytes) -> int:
         """Propose `data` for the log; raises ProposalDropped if it cannot be taken now.
 
         Success means only that the proposal was appended or forwarded; it commits when (and if) it
-        shows up in a Ready's committed_entries.
+        shows up in a Ready's committed_entries. Returns the term the proposal was stamped with (see
+        `propose_batch`).
         """
-        self.raft.step(Message(MT.PROP, frm=self.id, entries=(Entry(0, 0, data),)))
+        term = self.raft.term
+        self.raft.step(Message(MT.PROP, frm=self.id, entries=(Entry(term, 0, data),)))
+        return term
 
-    def propose_batch(self, batch: Sequence[bytes]) -> None:
-        """Propose several entries at once (one append, one message per follower); all or none."""
-        entries = tuple(Entry(0, 0, data) for data in batch)
-        self.raft.step(Message(MT.PROP, frm=self.id, entries=entries))
+    def propose_batch(self, batch: Sequence[bytes]) -> int:
+        """Propose several entries at once (one append, one message per follower); all or none.
 
-    def propose_conf_change(self, change: ConfChange) -> None:
+        Each proposed entry carries our current term, its stamp, and keeps it when forwarded; a leader
+        of a later term drops it rather than append it (leader._propose). Returns that term: once this
+        node applies an entry of a later term without having applied the proposal, the proposal will
+        never be applied (the argument is in consensus/proposal_stamps.py).
+        """
+        term = self.raft.term
+        self.raft.step(Message(MT.PROP, frm=self.id, entries=tuple(Entry(term, 0, data) for data in batch)))
+        return term
+
+    def propose_conf_change(self, change: ConfChange) -> int:
         """Propose a membership change. The leader turns it into an empty entry if another change
-        is still unapplied or it would leave no voters."""
-        entry = Entry(0, 0, change.encode(), EntryType.CONF_CHANGE)
+        is still unapplied or it would leave no voters. Returns the stamp, as `propose_batch`."""
+        term = self.raft.term
+        entry = Entry(term, 0, change.encode(), EntryType.CONF_CHANGE)
         self.raft.step(Message(MT.PROP, frm=self.id, entries=(entry,)))
+        return term
 
     def step(self, m: Message) -> None:
         """Handle a message from a peer."""

@@ -90,7 +90,9 @@ class SimNode:
 
 class Checker:
     """Raft safety properties, checked incrementally (§5.2 Election Safety, §5.3 Log Matching,
-    §5.4 Leader Completeness and State Machine Safety)."""
+    §5.4 Leader Completeness and State Machine Safety), and the verdict the driver draws from proposal
+    stamps: a proposal its node gives up on (it applied an entry of a term after the proposal's stamp
+    first) is never applied anywhere (consensus/proposal_stamps.py)."""
 
     def __init__(self) -> None:
         self.leaders: dict[int, int] = {}  # term -> leader id
@@ -98,6 +100,11 @@ class Checker:
         self.applied: dict[int, tuple[EntryType, bytes]] = {}  # index -> what every node applied there
         self._completeness_checked: dict[int, int] = {}  # node id -> term last checked
         self.read_floors: dict[bytes, int] = {}  # read context -> highest index committed before it
+        self.pending: dict[int, dict[bytes, int]] = {}  # node id -> its proposals' data -> stamp term
+        self.proposed: set[bytes] = set()
+        self.repeated: set[bytes] = set()  # data proposed more than once: the verdict cannot tell them apart
+        self.applied_data: set[bytes] = set()
+        self.given_up: set[bytes] = set()  # proposals declared never to be applied
 
     def on_persist(self, node: SimNode, entries: Sequence[Entry]) -> None:
         storage = node.storage
@@ -114,8 +121,33 @@ class Checker:
         record = (e.type, e.data)
         seen = self.applied.setdefault(e.index, record)
         assert seen == record, f"state machine safety violated at {e.index} on {node.id}: {seen} != {record}"
+        if e.type is EntryType.NORMAL and e.data:
+            assert e.data not in self.given_up, f"{e.data!r} applied at {e.term}/{e.index} after it was given up"
+            self.applied_data.add(e.data)
+        pending = self.pending.get(node.id)
+        if not pending:
+            return
+        pending.pop(e.data, None)
+        for data in [data for data, stamp in pending.items() if stamp < e.term]:
+            del pending[data]
+            if data not in self.repeated:
+                assert data not in self.applied_data, f"{data!r} given up by {node.id} at {e.term}/{e.index}"
+                self.given_up.add(data)
+
+    def on_propose(self, node_id: int, data: bytes, stamp: int) -> None:
+        if data in self.proposed:
+            self.repeated.add(data)
+            self.given_up.discard(data)
+        self.proposed.add(data)
+        if stamp > 0:
+            self.pending.setdefault(node_id, {})[data] = stamp
+
+    def forget_proposals(self, node_id: int) -> None:
+        """The node restarted or installed a snapshot: its pending proposals can no longer be judged."""
+        self.pending.pop(node_id, None)
 
     def on_restore(self, node: SimNode, snapshot: Snapshot) -> None:
+        self.forget_proposals(node.id)
         for index, data in decode_history(snapshot.data):
             seen = self.applied.get(index)
             assert seen is None or seen == (EntryType.NORMAL, data), f"snapshot on {node.id} disagrees at {index}"
@@ -214,6 +246,8 @@ class Cluster:
         node.conf_state = snapshot.meta.conf_state
         node.rawnode = RawNode(node.config, node.storage)
         self.nodes[node_id] = node
+        if self.checker:
+            self.checker.forget_proposals(node_id)
         self._note(f"restart {node_id}")
 
     def raft(self, node_id: int) -> Raft:
@@ -236,9 +270,11 @@ class Cluster:
 
     def propose(self, node_id: int, data: bytes) -> bool:
         try:
-            self.nodes[node_id].rawnode.propose(data)
+            stamp = self.nodes[node_id].rawnode.propose(data)
         except ProposalDropped:
             return False
+        if self.checker:
+            self.checker.on_propose(node_id, data, stamp)
         return True
 
     def propose_conf_change(self, node_id: int, change: ConfChange) -> bool:

@@ -23,7 +23,11 @@ class EntryType(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class Entry:
-    """One log entry. An empty NORMAL entry is the no-op a new leader appends."""
+    """One log entry. An empty NORMAL entry is the no-op a new leader appends.
+
+    In a PROP message, before any leader has appended it, `index` is 0 and `term` is the proposal's
+    stamp: the term its proposer was in when the proposal entered the core (0: unstamped).
+    """
 
     term: int
     index: int
@@ -190,7 +194,8 @@ class Message:
 
     APP: (log_term, index) identify the entry preceding `entries`. APP_RESP: `index` is the last index
     now matching the leader, or on reject the rejected probe index, with `reject_hint`/`log_term` naming
-    the follower's best guess of the divergence point (fast backtracking).
+    the follower's best guess of the divergence point (fast backtracking). PROP: `term` stays 0 (a request,
+    local to whoever handles it, forwarded or not); each entry's `term` is the proposer's stamp (see Entry).
     """
 
     type: MessageType

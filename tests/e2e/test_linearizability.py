@@ -32,7 +32,9 @@ SEED = int(os.environ.get("CORRAL_LIN_SEED", "1"))
 KEYS = [f"lin/{i}" for i in range(5)]
 CLIENTS = 6
 REQUEST_TIMEOUT = 2.0  # short, so faults leave operations with unknown outcomes
-NOT_APPLIED = {"etcdserver: no leader"}  # only raised when Raft drops a proposal before appending it
+# Answers that prove a write was not applied: "no leader" is raised before Raft takes the proposal;
+# "leader changed, request not applied" once a newer leader's first entry was applied without it.
+NOT_APPLIED = {"etcdserver: no leader", "etcdserver: leader changed, request not applied"}
 
 Recorded = tuple[Op, int, int]  # the op, the revision it wrote (0: none or unknown), the member asked
 
