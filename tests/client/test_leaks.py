@@ -7,6 +7,7 @@ import os
 import threading
 
 from corral.client import AsyncClient, Client
+
 from tests.support.servers import ServerProcess
 
 CYCLES = 200
