@@ -14,45 +14,36 @@ import tempfile
 import time
 from pathlib import Path
 
-import httpx
+from corral.client import AsyncClient
 
 from tests.support.servers import corral_process, running
 
 
-def b64(text: str) -> str:
-    import base64
-
-    return base64.b64encode(text.encode()).decode()
-
-
-async def grant_and_attach(client: httpx.AsyncClient, leases: int, keys_on_one: int, ttl: int) -> None:
+async def grant_and_attach(client: AsyncClient, leases: int, keys_on_one: int, ttl: int) -> None:
     semaphore = asyncio.Semaphore(64)
 
     async def one(i: int) -> None:
         async with semaphore:
-            lease = (await client.post("/v3/lease/grant", json={"TTL": ttl})).json()["ID"]
-            await client.post("/v3/kv/put", json={"key": b64(f"eph/{i}"), "value": b64("v"), "lease": lease})
+            lease = (await client.lease_grant(ttl)).id
+            await client.put(f"eph/{i}", "v", lease=lease)
 
     await asyncio.gather(*(one(i) for i in range(leases)))
-    big = (await client.post("/v3/lease/grant", json={"TTL": ttl})).json()["ID"]
+    big = (await client.lease_grant(ttl)).id
     await asyncio.gather(*(_put(client, semaphore, f"big/{i}", big) for i in range(keys_on_one)))
 
 
-async def _put(client: httpx.AsyncClient, semaphore: asyncio.Semaphore, key: str, lease: str) -> None:
+async def _put(client: AsyncClient, semaphore: asyncio.Semaphore, key: str, lease: int) -> None:
     async with semaphore:
-        await client.post("/v3/kv/put", json={"key": b64(key), "value": b64("v"), "lease": lease})
+        await client.put(key, "v", lease=lease)
 
 
-async def leased_keys(client: httpx.AsyncClient) -> int:
-    counts = []
-    for prefix, end in (("eph/", "eph0"), ("big/", "big0")):
-        body = {"key": b64(prefix), "range_end": b64(end), "count_only": True}
-        counts.append(int((await client.post("/v3/kv/range", json=body)).json().get("count", 0)))
+async def leased_keys(client: AsyncClient) -> int:
+    counts = [(await client.get(prefix, prefix=True, count_only=True)).count for prefix in ("eph/", "big/")]
     return sum(counts)
 
 
 async def measure(url: str, args: argparse.Namespace) -> dict[str, float]:
-    async with httpx.AsyncClient(base_url=url, timeout=30.0, limits=httpx.Limits(max_connections=80)) as client:
+    async with AsyncClient(url, timeout=30.0) as client:
         start = time.monotonic()
         await grant_and_attach(client, args.leases, args.keys_on_one, args.ttl)
         granted = time.monotonic()
@@ -64,7 +55,7 @@ async def measure(url: str, args: argparse.Namespace) -> dict[str, float]:
             i = 0
             while not stop.is_set():
                 sent = time.monotonic()
-                await client.post("/v3/kv/put", json={"key": b64(f"w/{i % 100}"), "value": b64("x")})
+                await client.put(f"w/{i % 100}", "x")
                 latencies[phase].append(time.monotonic() - sent)
                 i += 1
 
