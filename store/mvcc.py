@@ -96,10 +96,27 @@ class MVCCStore:
                 yield kv
 
     def events_at(self, revision: int) -> list[Event]:
-        """The changes made at `revision` (empty for a revision outside the retained history)."""
+        """The changes made at `revision`, as committed (empty for a revision outside the retained history)."""
         if revision < self.compact_revision:
             return []
         return self._history.get(revision, [])
+
+    def retained_events(self, revision: int) -> list[Event]:
+        """The changes made at `revision` as a read of compacted history finds them, as etcd's does.
+
+        Only the compaction revision itself differs from `events_at`. etcd's compaction keeps, of each key,
+        the newest version at or below the compaction revision of a generation still alive after it
+        (`keyIndex.compact`), and deletes every other revision up to that point from its backend, which is
+        what a watch catching up reads. So at the compaction revision only the last change of each key
+        survives, and only if it is a put: a delete there is gone, and so is a put the same revision then
+        deleted (a txn can change a key twice). None of them has a prev_kv either: etcd reads it at
+        mod_revision - 1, which is compacted.
+        """
+        events = self.events_at(revision)
+        if revision != self.compact_revision or not events:
+            return events
+        last = {event.kv.key: event for event in events}  # each key's last change in the revision
+        return [Event(e.type, e.kv) for e in events if e.type is EventType.PUT and last[e.kv.key] is e]
 
     @property
     def first_revision(self) -> int:

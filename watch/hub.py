@@ -5,7 +5,9 @@ watchers whose range it touches; each reads the events it has not seen from the 
 revision order, a whole revision at a time. A watcher whose consumer is slow simply reads further back
 next time, so it never loses an event, never holds up another watcher, and holds no buffer of its own
 (etcd's unsynced watchers catching up from the store, without the separate groups). A watcher whose
-next revision was compacted away learns the compaction revision and ends.
+next revision was compacted away learns the compaction revision and ends; one that catches up from
+exactly the compaction revision gets that revision as etcd's compacted history holds it (see
+`MVCCStore.retained_events`).
 
 Like etcd, a watcher that starts in the past gets its history in batches of up to 1000 revisions (the
 header carrying the current revision); once caught up it gets one batch per revision.
@@ -115,7 +117,11 @@ class Watcher:
                 return WatchBatch(current, compact_revision=store.compact_revision)
             catching_up = self.catching_up
             last = min(current if catching_up else self.next_revision, self.next_revision + HISTORY_BATCH_REVISIONS - 1)
-            events = [e for rev in range(self.next_revision, last + 1) for e in self._select(store.events_at(rev))]
+            # Catching up, it reads history as etcd's unsynced watchers read the backend, which a compaction
+            # has pruned at the compaction revision (no deletes, no prev_kv there); live, it gets revisions
+            # as committed, as etcd hands a synced watcher the changes of each commit.
+            read = store.retained_events if catching_up else store.events_at
+            events = [e for rev in range(self.next_revision, last + 1) for e in self._select(read(rev))]
             self.next_revision = last + 1
             if self.next_revision > current:
                 self.catching_up = False

@@ -9,11 +9,12 @@ One seed runs in phases:
    C1 - 1 (compacted), range_end < key (refused), key watches with NOPUT (from the past) and NODELETE, a
    user watch_id and a duplicate of it (refused), a from-key watch with a numeric filter, a watch from a
    future revision, a watch cancelled in the same body, a cancel of an unknown id (no answer) and a
-   progress_request;
-3. `LIVE_WRITES` live writes, a sentinel put; A, B, C are compared and closed; a compaction at C2;
+   progress_request; stream F: watches from exactly C1 (everything, with prev_kv; a prefix, NOPUT);
+3. `LIVE_WRITES` live writes, a sentinel put; A, B, C, F are compared and closed; a compaction at C2;
 4. streams D, E open at R2: watches from C2 + 1 and C2 + 2 and from C2 - 1 (compacted), user ids among
    server-chosen ones, a future start, a from-key watch at the top of the key space, a progress_request;
-5. `LATE_WRITES` more writes and a sentinel put; D and E are compared.
+   stream G: watches from exactly C2 (everything, with prev_kv; a hot key);
+5. `LATE_WRITES` more writes and a sentinel put; D, E, G are compared.
 
 Every stream ends with a watch on the sentinel key: once its event is in (and the stream has been quiet for
 `QUIET` seconds) the stream has everything. What must match, per stream: the control messages (created,
@@ -27,8 +28,9 @@ Left out of the writes: txns that combine a from-key delete with a put. etcd 3.4
 key twice in a revision (its duplicate-key check misses from-key deletes), and then gives each of that key's
 events the value before the revision as prev_kv, where Corral gives the value before the event.
 
-No watch starts at exactly a compaction revision: etcd's history of that revision has lost its deletes and
-its events their prev_kv, Corral's has not (see the xfail tests at the end).
+Compactions are physical (etcd answers once its backend is compacted), so a watch from exactly the compaction
+revision reads that revision as etcd's compaction left it: only each key's last change, if it is a put, and
+no prev_kv (see the edge-case tests at the end).
 
 etcd 3.4's gateway may drop request objects past the first ~512 bytes of a watch body (see
 `tests.support.streams`), so every body here is at most `ETCD_SAFE_BODY` bytes; and no compaction happens
@@ -57,7 +59,20 @@ from corral.store.types import Event, EventType, KeyValue
 
 from tests.compat.harness import describe, normalized, remove, send
 from tests.compat.normalize import normalize
-from tests.compat.opgen import COMPACTION, DELETE, PLAIN_KEYS, PUT, TXN, Op, OpGen, _txn_requests, dec, enc, prefix_end
+from tests.compat.opgen import (
+    COMPACTION,
+    DELETE,
+    PLAIN_KEYS,
+    PUT,
+    RANGE,
+    TXN,
+    Op,
+    OpGen,
+    _txn_requests,
+    dec,
+    enc,
+    prefix_end,
+)
 from tests.support.servers import ServerProcess, corral_process, etcd_binary, etcd_process
 from tests.support.streams import Stream, request_body
 
@@ -120,7 +135,7 @@ class Writer:
         return Op(TXN, {"success": ops}, label="txn:multi-put")
 
     def compact(self, revision: int) -> None:
-        self.send(Op(COMPACTION, {"revision": str(revision)}, label="compaction"))
+        self.send(Op(COMPACTION, {"revision": str(revision), "physical": True}, label="compaction"))
         assert self._last[0] == 200, f"compaction at {revision} failed: {self._last}"
 
     def put(self, key: bytes, value: bytes) -> None:
@@ -345,6 +360,11 @@ def test_watch_streams_match_etcd(seed: int, fresh_pair: tuple[ServerProcess, Se
                 {"progress_request": {}},
                 sentinel,  # 2
             ], "2"),
+            Plan("F", [
+                create(b"\x00", b"\x00", start_revision=c1, prev_kv=True),  # 0: from the compaction revision
+                prefix(b"a/", start_revision=c1, filters=["NOPUT"]),  # 1: deletes from it (none at C1 itself)
+                sentinel,  # 2
+            ], "2"),
         ]  # fmt: skip
         streams = [(plan, r1, *open_pair(plan, etcd, corral, opened)) for plan in first]
         time.sleep(SYNC_PAUSE)
@@ -378,6 +398,11 @@ def test_watch_streams_match_etcd(seed: int, fresh_pair: tuple[ServerProcess, Se
                 create(b"\xff", b"\x00", start_revision=c2 + 1),  # 1: the top of the key space
                 sentinel,  # 2
             ], "2"),
+            Plan("G", [
+                create(b"\x00", b"\x00", start_revision=c2, prev_kv=True),  # 0: from the compaction revision
+                create(hot[0], start_revision=c2),  # 1
+                sentinel,  # 2
+            ], "2"),
         ]  # fmt: skip
         streams = [(plan, r2, *open_pair(plan, etcd, corral, opened)) for plan in second]
         time.sleep(SYNC_PAUSE)
@@ -392,7 +417,7 @@ def test_watch_streams_match_etcd(seed: int, fresh_pair: tuple[ServerProcess, Se
         writer.close()
 
 
-# ---- differences found (each an xfail until Corral is fixed) --------------------------------------------
+# ---- edge cases, each once a difference: the same messages on both -------------------------------------
 
 
 def _watch_both(
@@ -439,11 +464,6 @@ def test_a_quiet_live_watcher_is_not_compacted(fresh_pair: tuple[ServerProcess, 
     assert got["corral"] == got["etcd"]  # Corral: {"canceled": true, "compact_revision": "4", ...} instead
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Corral difference: an event at exactly the compaction revision carries prev_kv although the previous "
-    "version is compacted; etcd reads prev_kv at mod_revision - 1, which is compacted, and leaves it out",
-)
 def test_no_prev_kv_below_the_compaction_revision(fresh_pair: tuple[ServerProcess, ServerProcess]) -> None:
     # rev 2: k=1; rev 3: k=2; rev 4: x; compact 3; watch k from 3 with prev_kv
     got = _watch_both(
@@ -459,11 +479,6 @@ def test_no_prev_kv_below_the_compaction_revision(fresh_pair: tuple[ServerProces
     assert got["corral"] == got["etcd"]  # Corral adds "prev_kv": {k=1 at revision 2}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Corral difference: a watch from exactly the compaction revision gets that revision's DELETE events; "
-    "etcd's compaction drops a tombstone at the compaction revision, so etcd sends only the PUTs",
-)
 def test_no_delete_events_at_the_compaction_revision(fresh_pair: tuple[ServerProcess, ServerProcess]) -> None:
     # rev 2: k=1, d=1; rev 3: txn k=2, delete d; rev 4: x; compact 3 (physical: etcd waits for it); watch from 3
     txn = Op(TXN, {"success": [{"request_put": {"key": enc(b"k"), "value": enc(b"2")}},
@@ -484,7 +499,43 @@ def test_no_delete_events_at_the_compaction_revision(fresh_pair: tuple[ServerPro
     put_x = {"kv": {"key": enc(b"x"), "create_revision": "4", "mod_revision": "4", "version": "1", "value": enc(b"v")}}
     assert got["etcd"] == [{"header": {"revision": "4"}, "created": True},
                            {"header": {"revision": "4"}, "events": [put_k, put_x]}]  # fmt: skip
-    assert got["corral"] == got["etcd"]  # Corral also sends {"type": "DELETE", "kv": {"key": "d", "mod_revision": "3"}}
+    assert got["corral"] == got["etcd"]  # Corral also sent {"type": "DELETE", "kv": {"key": "d", "mod_revision": "3"}}
+
+
+def test_only_the_last_change_of_a_key_at_the_compaction_revision(
+    fresh_pair: tuple[ServerProcess, ServerProcess],
+) -> None:
+    # rev 2: a=1, m=1; rev 3: txn put a=2, delete from "a" (a and m: a from-key delete escapes etcd 3.4's
+    # duplicate-key check), put m=2; rev 4: x; compact 3 (physical); watch everything from 3 with prev_kv.
+    # etcd keeps a key's last change at the compaction revision, if it is a put: m's new put, none of a's.
+    changes = [{"request_put": {"key": enc(b"a"), "value": enc(b"2")}},
+               {"request_delete_range": {"key": enc(b"a"), "range_end": enc(b"\x00")}},
+               {"request_put": {"key": enc(b"m"), "value": enc(b"2")}}]  # fmt: skip
+    got = _watch_both(
+        fresh_pair,
+        [create(b"\x00", b"\x00", start_revision=3, prev_kv=True)],
+        before=[
+            Op(TXN, {"success": [{"request_put": {"key": enc(k), "value": enc(b"1")}} for k in (b"a", b"m")]}),
+            Op(TXN, {"success": changes}),
+            _put(b"x"),
+            Op(COMPACTION, {"revision": "3", "physical": True}),
+        ],
+        after=[],
+        n=2,
+    )
+    put_m = {"kv": {"key": enc(b"m"), "create_revision": "3", "mod_revision": "3", "version": "1", "value": enc(b"2")}}
+    put_x = {"kv": {"key": enc(b"x"), "create_revision": "4", "mod_revision": "4", "version": "1", "value": enc(b"v")}}
+    assert got["etcd"] == [{"header": {"revision": "4"}, "created": True},
+                           {"header": {"revision": "4"}, "events": [put_m, put_x]}]  # fmt: skip
+    assert got["corral"] == got["etcd"]
+    # ...and a range at the compaction revision sees the same keys (m only)
+    at_3 = Op(RANGE, {"key": enc(b"\x00"), "range_end": enc(b"\x00"), "revision": "3"})
+    answers = []
+    for server in fresh_pair:
+        with httpx.Client(base_url=server.url, timeout=10.0) as client:
+            answers.append(normalized(at_3, send(client, at_3)))
+    assert answers[0][3]["kvs"] == [put_m["kv"]]
+    assert answers[1] == answers[0]
 
 
 # ---- fragment: large messages split as etcd splits them -------------------------------------------------
