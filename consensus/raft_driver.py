@@ -33,7 +33,6 @@ from .log import (
     LogStatus,
     NotApplied,
     NotLeader,
-    SnapshotSource,
     StateMachine,
 )
 from .membership import Member, Membership
@@ -57,6 +56,7 @@ from .raft import (
 )
 from .raft.storage import MemoryStorage
 from .raft_members import MemberChanges
+from .raft_snapshots import SnapshotMaking
 from .read_index import AppliedWaiters, ReadRounds
 from .snapfile import SnapshotFiles
 from .stats import SLOW_APPLY_SECONDS, LogStats
@@ -100,7 +100,7 @@ class RaftSettings:
     snapshot_catch_up_entries: int = SNAPSHOT_CATCH_UP_ENTRIES
 
 
-class RaftNode(MemberChanges):
+class RaftNode(MemberChanges, SnapshotMaking):
     """A member's replicated log (the `ReplicatedLog` protocol) backed by Raft."""
 
     def __init__(
@@ -619,47 +619,6 @@ class RaftNode(MemberChanges):
                 future.set_exception(error)
         self._reads.fail_all(error)
         self._applied_waiters.fail_all(error)
-
-    # -- snapshots ---------------------------------------------------------------------------------
-
-    def _maybe_snapshot(self) -> None:
-        applied = self._state_machine.applied_index
-        last = self._snapshot_indexes[-1] if self._snapshot_indexes else 0
-        if applied - last >= self._settings.snapshot_count and self._snapshotting is None:
-            self._snapshotting = asyncio.get_running_loop().create_task(self._snapshot(), name="corral-snapshot")
-
-    async def _snapshot(self) -> None:
-        loop = asyncio.get_running_loop()
-        try:
-            assert self._node is not None
-            source: SnapshotSource = self._state_machine.snapshot()
-            conf = self._node.status().conf_state
-            members = self._membership.copy()
-            term = self._storage.term(source.index)
-            try:
-                await loop.run_in_executor(self._snapshot_thread, self._save_snapshot, source, term, conf, members)
-            finally:
-                source.release()
-            self._storage.create_snapshot(source.index, conf, b"")
-            keep_from = source.index - self._settings.snapshot_catch_up_entries
-            if keep_from > self._storage.first_index():
-                self._storage.compact(keep_from)
-            previous = self._snapshot_indexes[-1] if self._snapshot_indexes else 0
-            self._snapshot_indexes = [previous, source.index] if previous else [source.index]
-            if previous:
-                assert self._wal is not None
-                await loop.run_in_executor(self._disk, self._wal.trim_to, min(previous, keep_from), term)
-        except Exception:  # noqa: BLE001 - a failed snapshot leaves the WAL whole; try again later
-            logger.exception("snapshot failed")
-        finally:
-            self._snapshotting = None
-
-    def _save_snapshot(self, source: SnapshotSource, term: int, conf: ConfState, members: Membership) -> None:
-        started = time.perf_counter()
-        header = raft_snapshots.encode_header(conf, members)
-        chunks = [(raft_snapshots.header_chunk_name(source.index), lambda: header), *source.chunks()]
-        self._snapshots.save_chunks(source.index, term, chunks)
-        self.stats.snapshot_save.observe(time.perf_counter() - started)
 
 
 def _split_durable(ready: Ready) -> tuple[tuple[Entry, ...], tuple[Entry, ...]]:
