@@ -349,7 +349,9 @@ def test_a_client_call_is_the_root_of_the_trace_across_follower_and_leader(
 
     def complete(spans: list[ReceivedSpan]) -> bool:
         names = {(s.name, s.resource.get("service.instance.id")) for s in spans}
-        return {("corral.wal.persist", leader_id), ("corral.apply", leader_id)} <= names and any(
+        wanted = {("POST /v3/kv/put", follower_id), ("corral.commit_wait", follower_id),
+                  ("corral.wal.persist", leader_id), ("corral.apply", leader_id)}  # fmt: skip
+        return wanted <= names and any(
             s.resource.get("service.name") == "corral-client-test" and s.kind == 3 for s in spans
         )
 
